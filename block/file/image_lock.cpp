@@ -1,0 +1,75 @@
+#include "block/file/image_lock.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "base/error.h"
+
+namespace keel::block {
+
+namespace {
+
+constexpr off_t kPermLockBase = 100;
+constexpr off_t kSharedLockBase = 200;
+constexpr const char* kPermNames[] = {"consistent read", "write", "write unchanged", "resize"};
+
+void set_read_lock(int fd, off_t byte) {
+  struct flock fl = {};
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  if (fcntl(fd, F_OFD_SETLK, &fl) < 0) raise_errno(errno, "Failed to lock byte");
+}
+
+void unlock_byte(int fd, off_t byte) {
+  struct flock fl = {};
+  fl.l_type = F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+// True when another open file description holds a lock on `byte`.
+bool locked_by_other(int fd, off_t byte) {
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  if (fcntl(fd, F_OFD_GETLK, &fl) < 0) return false;
+  return fl.l_type != F_UNLCK;
+}
+
+}  // namespace
+
+LockRequest lock_request(bool writable, bool force_share) {
+  if (writable) return {kPermConsistentRead | kPermWrite | kPermResize, kPermConsistentRead | kPermWriteUnchanged};
+  if (force_share) return {0, kPermAll};
+  return {kPermConsistentRead, kPermConsistentRead | kPermWriteUnchanged};
+}
+
+void lock_image(int fd, const std::string& path, uint32_t perm, uint32_t shared) {
+  for (unsigned bit = 0; bit < 4; bit++) {
+    uint32_t mask = 1u << bit;
+    if (perm & mask) set_read_lock(fd, kPermLockBase + bit);
+    if (!(shared & mask)) set_read_lock(fd, kSharedLockBase + bit);
+  }
+  for (unsigned bit = 0; bit < 4; bit++) {
+    uint32_t mask = 1u << bit;
+    const char* conflict = nullptr;
+    if ((perm & mask) && locked_by_other(fd, kSharedLockBase + bit)) conflict = "";
+    else if (!(shared & mask) && locked_by_other(fd, kPermLockBase + bit)) conflict = "shared ";
+    if (conflict) {
+      for (unsigned b = 0; b < 4; b++) {
+        unlock_byte(fd, kPermLockBase + b);
+        unlock_byte(fd, kSharedLockBase + b);
+      }
+      raise(EAGAIN, "Failed to get {}\"{}\" lock\nIs another process using the image [{}]?", conflict, kPermNames[bit],
+            path);
+    }
+  }
+}
+
+}  // namespace keel::block

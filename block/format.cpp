@@ -1,0 +1,48 @@
+#include "block/format.h"
+
+#include "base/error.h"
+#include "formats/qcow2/driver.h"
+#include "formats/raw/raw_node.h"
+
+namespace keel::block {
+
+std::vector<const FormatDriver*> all_formats() { return {&qcow2::driver(), &raw::driver()}; }
+
+const FormatDriver* find_format(std::string_view name) {
+  for (const FormatDriver* f : all_formats())
+    if (f->name == name) return f;
+  return nullptr;
+}
+
+std::unique_ptr<BlockNode> open_file(const std::string& filename, const OpenOptions& options) {
+  FileOptions file_options{.writable = options.writable, .force_share = options.force_share, .cache = options.cache};
+  return FileNode::open(filename, file_options);
+}
+
+Task<std::unique_ptr<BlockNode>> open_image(const std::string& filename, const OpenOptions& options) {
+  const FormatDriver* driver = nullptr;
+  if (options.format) {
+    driver = find_format(*options.format);
+    if (!driver) raise(EINVAL, "Unknown driver '{}'", *options.format);
+  }
+  std::unique_ptr<BlockNode> file = open_file(filename, options);
+  try {
+    if (!driver) {
+      std::vector<std::byte> head(std::min<uint64_t>(file->size(), 4096));
+      co_await file->read(0, head);
+      int best = -1;
+      for (const FormatDriver* f : all_formats()) {
+        int score = f->probe(head);
+        if (score > best) {
+          best = score;
+          driver = f;
+        }
+      }
+    }
+    co_return co_await driver->open(std::move(file), options);
+  } catch (const Error& e) {
+    throw e.with_context(fmt::format("Could not open '{}'", filename));
+  }
+}
+
+}  // namespace keel::block

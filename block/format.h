@@ -1,0 +1,50 @@
+// The registry of format drivers, and opening an image by name: probe the
+// format (or take -f), open the file node under it, and stack the format node
+// on top.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "block/file/file_node.h"
+#include "block/node.h"
+#include "block/options.h"
+
+namespace keel::block {
+
+struct OpenOptions {
+  std::optional<std::string> format;  // nullopt: probe
+  bool writable = false;
+  bool force_share = false;
+  CacheMode cache;
+};
+
+struct CreateRequest {
+  std::string filename;
+  uint64_t size = 0;
+  OptionValues options;
+};
+
+struct FormatDriver {
+  std::string_view name;
+  // 0..100: confidence that an image starting with `head` is of this format.
+  int (*probe)(std::span<const std::byte> head);
+  Task<std::unique_ptr<BlockNode>> (*open)(std::unique_ptr<BlockNode> file, const OpenOptions& options);
+  Task<void> (*create)(const CreateRequest& request);
+  // Options in the order qemu prints them in "Formatting ..."; "size" included.
+  const std::vector<OptionSpec>& (*create_options)();
+};
+
+const FormatDriver* find_format(std::string_view name);
+std::vector<const FormatDriver*> all_formats();
+
+// Opens `filename` as an image. Errors read "Could not open 'x': reason".
+Task<std::unique_ptr<BlockNode>> open_image(const std::string& filename, const OpenOptions& options);
+
+// Opens just the file node (protocol layer) for `filename`.
+std::unique_ptr<BlockNode> open_file(const std::string& filename, const OpenOptions& options);
+
+}  // namespace keel::block

@@ -1,0 +1,16 @@
+#include "block/node.h"
+
+#include "base/error.h"
+
+namespace keel::block {
+
+Task<void> BlockNode::write_compressed(uint64_t, std::span<const std::byte>) {
+  raise(ENOTSUP, "Compression not supported for format '{}'", format_name());
+  co_return;
+}
+
+std::optional<uint64_t> BlockNode::allocated_size() const {
+  return file_ ? file_->allocated_size() : std::nullopt;
+}
+
+}  // namespace keel::block

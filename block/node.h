@@ -1,0 +1,77 @@
+// BlockNode: the one driver interface of the block graph. A protocol driver
+// (file) talks to storage; a format driver (raw, qcow2) interprets the bytes of
+// its `file` child and may read through a `backing` child. Every request is a
+// coroutine, so any number may be in flight at once; drivers serialise only
+// what needs it (metadata) with their own coroutine locks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/async/task.h"
+#include "block/types.h"
+
+namespace keel::block {
+
+class BlockNode {
+ public:
+  virtual ~BlockNode() = default;
+
+  // "file", "raw", "qcow2": the name qemu-img prints as "file format".
+  virtual std::string_view format_name() const = 0;
+  // The path or URI this node was opened from.
+  const std::string& filename() const noexcept { return filename_; }
+  bool writable() const noexcept { return writable_; }
+
+  // Guest-visible size in bytes.
+  virtual uint64_t size() const = 0;
+  // Requests must be multiples of this (offset and length); 1 for byte access.
+  virtual uint32_t request_alignment() const { return 1; }
+
+  virtual Task<void> read(uint64_t offset, std::span<std::byte> buffer) = 0;
+  virtual Task<void> write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags = {}) = 0;
+  virtual Task<void> write_zeroes(uint64_t offset, uint64_t length, ZeroFlags flags = {}) = 0;
+  virtual Task<void> discard(uint64_t offset, uint64_t length) = 0;
+  virtual Task<void> flush() = 0;
+  // Status of the range starting at `offset`; the answer covers `length` or less.
+  virtual Task<BlockStatus> block_status(uint64_t offset, uint64_t length) = 0;
+  virtual Task<void> truncate(uint64_t size, Preallocation prealloc) = 0;
+
+  // Writes whole clusters compressed (qcow2 -c). Formats without compression raise ENOTSUP.
+  virtual bool supports_compressed_writes() const { return false; }
+  virtual uint64_t cluster_size() const { return 0; }
+  virtual Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data);
+
+  // True when a freshly created node reads as zeros everywhere, so a copy
+  // into it may skip writing zeros.
+  virtual bool has_zero_init() const { return false; }
+
+  // Bytes the node occupies on its storage (qemu's "disk size"); nullopt if unknown.
+  virtual std::optional<uint64_t> allocated_size() const;
+
+  // Adds the fields of qemu's ImageInfo that belong to this format
+  // ("cluster-size", "format-specific", "dirty-flag", ...).
+  virtual void describe(nlohmann::ordered_json& info) const {}
+
+  // Writes back cached metadata and marks the image clean; the node remains usable.
+  virtual Task<void> close() { co_return; }
+
+  BlockNode* file() const noexcept { return file_.get(); }
+  BlockNode* backing() const noexcept { return backing_.get(); }
+
+ protected:
+  BlockNode(std::string filename, bool writable) : filename_(std::move(filename)), writable_(writable) {}
+  void set_file(std::unique_ptr<BlockNode> file) { file_ = std::move(file); }
+
+  std::string filename_;
+  bool writable_;
+  std::unique_ptr<BlockNode> file_;
+  std::unique_ptr<BlockNode> backing_;
+};
+
+}  // namespace keel::block

@@ -1,0 +1,48 @@
+// Image creation options ("-o key=value,...") with qemu's syntax and checks.
+// Each format declares its options once; the same table validates input,
+// prints "-o help", and prints the "Formatting ..." line in qemu's order.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace keel::block {
+
+enum class OptionType { String, Bool, Number, Size };
+
+struct OptionSpec {
+  std::string name;
+  OptionType type;
+  std::string help;
+  std::optional<std::string> default_value;  // printed in "Formatting" even when not given
+};
+
+class OptionValues {
+ public:
+  // Parses "a=b,c=d" (",," is a literal comma). Raises EINVAL on malformed input.
+  void parse(std::string_view text);
+  void set(const std::string& key, std::string value) { values_[key] = std::move(value); }
+  bool has(const std::string& key) const { return values_.count(key) != 0; }
+  std::optional<std::string> get(const std::string& key) const;
+  // Typed getters; raise EINVAL with qemu's wording on a malformed value.
+  std::optional<bool> get_bool(const std::string& key) const;
+  std::optional<uint64_t> get_size(const std::string& key) const;
+  std::optional<uint64_t> get_number(const std::string& key) const;
+  const std::map<std::string, std::string>& all() const { return values_; }
+
+  // Raises "Invalid parameter 'x'" for a key not in `specs`, and checks each
+  // typed value parses.
+  void validate(const std::vector<OptionSpec>& specs) const;
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+// The value as qemu prints it in "Formatting ...": sizes and numbers normalised.
+std::string option_display_value(const OptionSpec& spec, const std::string& value);
+
+}  // namespace keel::block

@@ -1,0 +1,47 @@
+// Vocabulary shared by every node of the block graph: request flags, cache
+// modes, preallocation modes, and what block_status() reports.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace keel::block {
+
+// qemu's -t/-T cache modes. `direct` = O_DIRECT, `no_flush` = flushes are
+// ignored, `writethrough` = every write is followed by a flush.
+struct CacheMode {
+  bool direct = false;
+  bool no_flush = false;
+  bool writethrough = false;
+
+  static std::optional<CacheMode> parse(std::string_view name);
+};
+
+enum class Preallocation { Off, Metadata, Falloc, Full };
+std::optional<Preallocation> parse_preallocation(std::string_view name);
+std::string_view preallocation_name(Preallocation p);
+
+struct WriteFlags {
+  bool fua = false;  // durable before the request completes
+};
+
+struct ZeroFlags {
+  bool may_unmap = false;    // the range may be deallocated
+  bool no_fallback = false;  // fail with ENOTSUP rather than write zero buffers
+};
+
+// What a range of a node holds, for the first `length` bytes from the query.
+struct BlockStatus {
+  uint64_t length = 0;
+  bool data = false;       // reads come from stored data (not known zero)
+  bool zero = false;       // reads return zeros
+  bool allocated = false;  // this node (not a backing node) decides the contents
+  bool compressed = false;
+  // Where the data lives in the file child, when it is stored uncompressed.
+  std::optional<uint64_t> host_offset;
+  unsigned depth = 0;  // 0: this node; n: the n-th backing node
+};
+
+}  // namespace keel::block

@@ -1,0 +1,755 @@
+#include "formats/qcow2/qcow2_node.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/async/thread_pool.h"
+#include "base/endian.h"
+#include "base/units.h"
+#include "formats/qcow2/check.h"
+#include "formats/qcow2/compression.h"
+#include "formats/qcow2/corruption.h"
+
+namespace keel::qcow2 {
+
+using block::AlignedBuffer;
+using block::BlockStatus;
+
+namespace {
+
+constexpr uint64_t kMaxL2CacheBytes = 32ull << 20;
+constexpr uint64_t kAllSubclustersAllocated = 0xffffffffull;
+constexpr uint64_t kAllSubclustersZero = 0xffffffffull << 32;
+
+// Bits of the extended-L2 allocation bitmap for subclusters overlapping [lo, hi) of a cluster.
+uint64_t subcluster_mask(const Geometry& g, uint64_t lo, uint64_t hi) {
+  const uint64_t first = lo / g.subcluster_size;
+  const uint64_t last = (hi - 1) / g.subcluster_size;
+  return ((last - first == 31) ? kAllSubclustersAllocated : ((1ull << (last - first + 1)) - 1)) << first;
+}
+
+}  // namespace
+
+Qcow2Node::Qcow2Node(std::unique_ptr<block::BlockNode> file, Header header, const block::OpenOptions& options)
+    : BlockNode(file->filename(), options.writable), header_(std::move(header)), geo_(header_), cache_(options.cache) {
+  set_file(std::move(file));
+  lazy_refcounts_ = header_.compatible_features & kCompatLazyRefcounts;
+  const uint64_t l2_tables_for_disk = std::max<uint64_t>(1, geo_.l1_entries_for(header_.size));
+  const uint64_t l2_capacity = std::clamp<uint64_t>(l2_tables_for_disk, 16, std::max<uint64_t>(16, kMaxL2CacheBytes / geo_.cluster_size));
+  l2_cache_ = std::make_unique<MetadataCache>(*file_, geo_.cluster_size, l2_capacity);
+  refblock_cache_ = std::make_unique<MetadataCache>(*file_, geo_.cluster_size, std::max<uint64_t>(4, l2_capacity / 4));
+  // A cluster is counted on disk before an L2 table points at it; with lazy
+  // refcounts the order is relaxed and the dirty bit covers the gap.
+  if (!lazy_refcounts_) l2_cache_->set_dependency(refblock_cache_.get());
+}
+
+Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNode> file, const block::OpenOptions& options) {
+  const uint64_t file_size = file->size();
+  std::vector<std::byte> head(std::min<uint64_t>(file_size, 4096));
+  co_await file->read(0, head);
+  if (head.size() >= 24) {
+    const uint32_t bits = load_be<uint32_t>(head.data() + 20);
+    if (bits >= kMinClusterBits && bits <= kMaxClusterBits && (uint64_t{1} << bits) > head.size()) {
+      head.resize(std::min<uint64_t>(file_size, uint64_t{1} << bits));
+      co_await file->read(0, head);
+    }
+  }
+  Header header = parse_header(head, file_size);
+  if (options.writable && (header.incompatible_features & kIncompatCorrupt))
+    raise(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
+
+  std::unique_ptr<Qcow2Node> node(new Qcow2Node(std::move(file), std::move(header), options));
+  const Header& h = node->header_;
+
+  std::vector<std::byte> bytes(uint64_t{h.l1_size} * 8);
+  co_await node->file_->read(h.l1_table_offset, bytes);
+  node->l1_.resize(h.l1_size);
+  for (size_t i = 0; i < node->l1_.size(); i++) node->l1_[i] = load_be<uint64_t>(bytes.data() + i * 8);
+
+  bytes.assign(uint64_t{h.refcount_table_clusters} << h.cluster_bits, std::byte{0});
+  co_await node->file_->read(h.refcount_table_offset, bytes);
+  std::vector<uint64_t> table(bytes.size() / 8);
+  for (size_t i = 0; i < table.size(); i++) table[i] = load_be<uint64_t>(bytes.data() + i * 8);
+  node->refcounts_ = std::make_unique<Refcounts>(*node->file_, node->header_, *node->refblock_cache_, std::move(table));
+  node->refcounts_->set_barriers(!options.cache.no_flush);
+
+  node->snapshots_ = co_await read_snapshot_table(*node->file_, h);
+  node->bitmaps_ = co_await read_bitmap_directory(*node->file_, h);
+
+  if (h.crypt_method) node->io_refusal_ = "encrypted qcow2 images are not supported yet";
+  else if (h.incompatible_features & kIncompatDataFile) node->io_refusal_ = "qcow2 images with an external data file are not supported yet";
+  else if (!h.backing_file.empty()) node->io_refusal_ = "qcow2 images with a backing file are not supported yet";
+
+  if (options.writable) {
+    if (node->io_refusal_) raise(ENOTSUP, "{}", *node->io_refusal_);
+    if (h.incompatible_features & kIncompatDirty) {
+      // Refcounts may be stale after a crash with lazy refcounts: rebuild them.
+      co_await check_image(*node, CheckFix::All);
+      co_await node->update_incompatible_features(0, kIncompatDirty);
+    }
+    // keel maintains no autoclear feature (such as bitmaps); clearing the bits
+    // tells other programs that those structures are no longer in sync.
+    if (node->header_.autoclear_features) {
+      node->header_.autoclear_features = 0;
+      std::byte field[8] = {};
+      co_await node->file_->write(88, field);
+    }
+  }
+  co_return node;
+}
+
+void Qcow2Node::require_io() const {
+  if (io_refusal_) raise(ENOTSUP, "{}", *io_refusal_);
+}
+
+void Qcow2Node::require_writable() const {
+  if (!writable_) raise(EACCES, "Image '{}' is opened read-only", filename_);
+  if (corrupt_) raise(EIO, "Image '{}' is marked corrupt; refusing to write", filename_);
+  require_io();
+}
+
+Task<void> Qcow2Node::update_incompatible_features(uint64_t set, uint64_t clear) {
+  if (header_.version < 3) co_return;
+  header_.incompatible_features = (header_.incompatible_features | set) & ~clear;
+  std::byte field[8];
+  store_be<uint64_t>(field, header_.incompatible_features);
+  co_await file_->write(72, field);
+  co_await file_->flush();
+}
+
+Task<void> Qcow2Node::write_header() {
+  auto bytes = serialize_header(header_);
+  co_await file_->write(0, bytes);
+}
+
+Task<void> Qcow2Node::mark_corrupt(const std::string& why) {
+  if (!writable_ || corrupt_) co_return;
+  corrupt_ = true;
+  fmt::print(stderr, "qcow2: Marking image as corrupt: {}; further corruption events will be suppressed\n", why);
+  co_await update_incompatible_features(kIncompatCorrupt, 0);
+}
+
+template <typename Fn>
+Task<void> Qcow2Node::guard_corruption(Fn fn) {
+  std::exception_ptr error;
+  std::string why;
+  try {
+    co_await fn();
+  } catch (const Corruption& c) {
+    error = std::current_exception();
+    why = c.message();
+  }
+  if (error) {
+    co_await mark_corrupt(why);
+    std::rethrow_exception(error);
+  }
+}
+
+L2Entry Qcow2Node::load_entry(const MetadataCache::Ref& table, uint64_t index) const {
+  const std::byte* p = table.data() + index * geo_.l2_entry_size;
+  L2Entry e{load_be<uint64_t>(p), 0};
+  if (geo_.extended_l2) e.bitmap = load_be<uint64_t>(p + 8);
+  return e;
+}
+
+void Qcow2Node::store_entry(const MetadataCache::Ref& table, uint64_t index, const L2Entry& entry) const {
+  std::byte* p = table.data() + index * geo_.l2_entry_size;
+  store_be<uint64_t>(p, entry.word);
+  if (geo_.extended_l2) store_be<uint64_t>(p + 8, entry.bitmap);
+  table.mark_dirty();
+}
+
+void Qcow2Node::check_data_offset(uint64_t host, uint64_t l2_offset, uint64_t index) const {
+  if (host & (geo_.cluster_size - 1))
+    raise_corruption("Cluster allocation offset {:#x} unaligned (L2 offset: {:#x}, L2 index: {:#x})", host, l2_offset, index);
+}
+
+Task<void> Qcow2Node::set_l1_entry(uint64_t index, uint64_t value) {
+  l1_[index] = value;
+  std::byte entry[8];
+  store_be<uint64_t>(entry, value);
+  co_await file_->write(header_.l1_table_offset + index * 8, entry);
+}
+
+Task<MetadataCache::Ref> Qcow2Node::get_l2(uint64_t l1_index, bool allocate) {
+  if (l1_index >= l1_.size()) raise_corruption("L1 index {} is outside the L1 table ({} entries)", l1_index, l1_.size());
+  const uint64_t entry = l1_[l1_index];
+  const uint64_t offset = entry & kOffsetMask;
+  if (offset) {
+    if (offset & (geo_.cluster_size - 1))
+      raise_corruption("L2 table offset {:#x} unaligned (L1 index: {:#x})", offset, l1_index);
+    if ((offset >> geo_.cluster_bits) >= refcounts_->end_cluster())
+      raise_corruption("L2 table offset {:#x} lies beyond the end of the image (L1 index: {:#x})", offset, l1_index);
+    if (!allocate || (entry & kFlagCopied)) co_return co_await l2_cache_->get(offset);
+  }
+  if (!allocate) co_return MetadataCache::Ref();
+
+  // A new table, or a private copy of one shared with a snapshot.
+  const uint64_t fresh = co_await refcounts_->allocate_clusters(1);
+  if (fresh == header_.l1_table_offset || fresh == 0) raise_corruption("Preventing invalid write on metadata (L2 table at {:#x})", fresh);
+  auto table = co_await l2_cache_->get_new(fresh);
+  if (offset) {
+    auto old = co_await l2_cache_->get(offset);
+    std::memcpy(table.data(), old.data(), geo_.cluster_size);
+    refcounts_->free_later(offset, geo_.cluster_size);
+  }
+  co_await l2_cache_->write_now(table);
+  if (!lazy_refcounts_) co_await file_->flush();
+  co_await set_l1_entry(l1_index, fresh | kFlagCopied);
+  co_return table;
+}
+
+Task<std::vector<Qcow2Node::Segment>> Qcow2Node::map_range(uint64_t offset, uint64_t length) {
+  const uint64_t l1_index = geo_.l1_index(offset);
+  const uint64_t end = std::min(offset + length, (l1_index + 1) * geo_.bytes_per_l2());
+  std::vector<Segment> segments;
+  auto push = [&](uint64_t len, SubclusterKind kind, uint64_t host) {
+    if (!segments.empty()) {
+      Segment& last = segments.back();
+      if (last.kind == kind && kind != SubclusterKind::Compressed &&
+          (kind != SubclusterKind::Data || last.host + last.length == host)) {
+        last.length += len;
+        return;
+      }
+    }
+    segments.push_back({len, kind, host});
+  };
+  auto table = co_await get_l2(l1_index, false);
+  if (!table) {
+    push(end - offset, SubclusterKind::Unallocated, 0);
+    co_return segments;
+  }
+  uint64_t pos = offset;
+  while (pos < end) {
+    const uint64_t index = geo_.l2_index(pos);
+    const L2Entry e = load_entry(table, index);
+    const uint64_t cluster_start = geo_.cluster_start(pos);
+    const uint64_t cluster_end = std::min(end, cluster_start + geo_.cluster_size);
+    const ClusterKind kind = e.kind(geo_);
+    if (kind == ClusterKind::Normal || kind == ClusterKind::ZeroAlloc) check_data_offset(e.host_offset(), table.offset(), index);
+    if (kind == ClusterKind::Compressed) {
+      push(cluster_end - pos, SubclusterKind::Compressed, e.word);
+      pos = cluster_end;
+      continue;
+    }
+    while (pos < cluster_end) {
+      const uint64_t in = pos - cluster_start;
+      const unsigned sc = static_cast<unsigned>(in / geo_.subcluster_size);
+      const uint64_t sc_end = std::min(cluster_end, cluster_start + (sc + 1) * geo_.subcluster_size);
+      const SubclusterKind k = subcluster_kind(e, geo_, sc);
+      push(sc_end - pos, k, k == SubclusterKind::Data ? e.host_offset() + in : 0);
+      pos = sc_end;
+    }
+  }
+  co_return segments;
+}
+
+Task<void> Qcow2Node::read_compressed(uint64_t l2_word, std::span<std::byte> cluster) {
+  const L2Entry e{l2_word, 0};
+  const uint64_t offset = e.compressed_offset(geo_);
+  const uint64_t length = e.compressed_length(geo_);
+  if (length > 2 * geo_.cluster_size + 512)
+    raise_corruption("Compressed cluster descriptor {:#x} has an invalid length {}", l2_word, length);
+  std::vector<std::byte> stored(length);
+  co_await file_->read(offset, stored);
+  const CompressionType type = header_.compression_type;
+  co_await EventLoop::current().pool().run([&] { decompress_cluster(type, stored, cluster); });
+}
+
+Task<void> Qcow2Node::read(uint64_t offset, std::span<std::byte> buffer) {
+  if (offset > header_.size || buffer.size() > header_.size - offset)
+    raise(EINVAL, "Read of {} bytes at offset {} is past the end of the image ({} bytes)", buffer.size(), offset, header_.size);
+  require_io();
+  uint64_t done = 0;
+  while (done < buffer.size()) {
+    std::vector<Segment> segments;
+    {
+      auto guard = co_await meta_lock_.lock();
+      segments = co_await map_range(offset + done, buffer.size() - done);
+    }
+    TaskGroup group;
+    std::vector<AlignedBuffer> scratch;
+    scratch.reserve(segments.size());
+    for (const Segment& s : segments) {
+      std::span<std::byte> out = buffer.subspan(done, s.length);
+      switch (s.kind) {
+        case SubclusterKind::Data: group.spawn(file_->read(s.host, out)); break;
+        case SubclusterKind::Zero:
+        case SubclusterKind::Unallocated: std::memset(out.data(), 0, out.size()); break;
+        case SubclusterKind::Compressed: {
+          const uint64_t in = geo_.cluster_offset_in(offset + done);
+          if (in == 0 && out.size() == geo_.cluster_size) {
+            group.spawn(read_compressed(s.host, out));
+          } else {
+            scratch.emplace_back(geo_.cluster_size);
+            AlignedBuffer& whole = scratch.back();
+            group.spawn([](Qcow2Node* self, uint64_t word, std::span<std::byte> cluster, std::span<std::byte> dst, uint64_t at) -> Task<void> {
+              co_await self->read_compressed(word, cluster);
+              std::memcpy(dst.data(), cluster.data() + at, dst.size());
+            }(this, s.host, whole.span(), out, in));
+          }
+          break;
+        }
+      }
+      done += s.length;
+    }
+    co_await group.join();
+  }
+}
+
+Task<void> Qcow2Node::wait_in_flight(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard) {
+  for (;;) {
+    const bool overlap = std::any_of(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) {
+      return f.first < first_cluster + count && first_cluster < f.first + f.count;
+    });
+    if (!overlap) co_return;
+    guard.unlock();
+    co_await in_flight_done_.wait();
+    guard = co_await meta_lock_.lock();
+  }
+}
+
+void Qcow2Node::end_in_flight(uint64_t first_cluster) {
+  auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) { return f.first == first_cluster; });
+  if (it != in_flight_.end()) in_flight_.erase(it);
+  in_flight_done_.notify_all();
+}
+
+Task<void> Qcow2Node::mark_dirty_for_lazy_refcounts() {
+  if (!lazy_refcounts_ || marked_dirty_) co_return;
+  marked_dirty_ = true;
+  co_await update_incompatible_features(kIncompatDirty, 0);
+}
+
+// Writes as much of `data` (at guest `offset`) as falls into one of three
+// cases, and returns how many bytes that was:
+//  1. clusters already allocated to this image alone: write in place;
+//  2. clusters with no host cluster: allocate a contiguous run and write;
+//  3. one cluster that needs a copy first (compressed, shared with a
+//     snapshot, or zeroed with its host cluster kept): merge and rewrite.
+Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte> data) {
+  auto guard = co_await meta_lock_.lock();
+  const uint64_t l1_index = geo_.l1_index(offset);
+  const uint64_t end = std::min<uint64_t>(offset + data.size(), (l1_index + 1) * geo_.bytes_per_l2());
+  const uint64_t first_cluster = offset >> geo_.cluster_bits;
+  const uint64_t last_cluster = (end - 1) >> geo_.cluster_bits;
+  co_await wait_in_flight(first_cluster, last_cluster - first_cluster + 1, guard);
+  co_await mark_dirty_for_lazy_refcounts();
+  auto table = co_await get_l2(l1_index, true);
+
+  enum class Case { InPlace, Fresh, Copy };
+  auto classify = [&](uint64_t cluster) -> Case {
+    const L2Entry e = load_entry(table, geo_.l2_index(cluster << geo_.cluster_bits));
+    const ClusterKind kind = e.kind(geo_);
+    if (kind == ClusterKind::Normal && e.copied()) {
+      if (!geo_.extended_l2) return Case::InPlace;
+      const uint64_t start = cluster << geo_.cluster_bits;
+      const uint64_t lo = std::max(offset, start) - start;
+      const uint64_t hi = std::min(end, start + geo_.cluster_size) - start;
+      const uint64_t mask = subcluster_mask(geo_, lo, hi);
+      return (e.bitmap & mask) == mask ? Case::InPlace : Case::Copy;
+    }
+    if (kind == ClusterKind::Unallocated || kind == ClusterKind::ZeroPlain) return Case::Fresh;
+    return Case::Copy;
+  };
+
+  const Case first_case = classify(first_cluster);
+  uint64_t run_end = first_cluster + 1;
+  if (first_case != Case::Copy) {
+    while (run_end <= last_cluster && classify(run_end) == first_case) {
+      if (first_case == Case::InPlace) {
+        // In-place runs continue only while host clusters are contiguous.
+        const L2Entry prev = load_entry(table, geo_.l2_index((run_end - 1) << geo_.cluster_bits));
+        const L2Entry next = load_entry(table, geo_.l2_index(run_end << geo_.cluster_bits));
+        if (next.host_offset() != prev.host_offset() + geo_.cluster_size) break;
+      }
+      run_end++;
+    }
+  }
+  const uint64_t step_end = std::min(end, run_end << geo_.cluster_bits);
+  const uint64_t length = step_end - offset;
+  std::span<const std::byte> step_data = data.first(length);
+
+  if (first_case == Case::InPlace) {
+    check_data_offset(load_entry(table, geo_.l2_index(offset)).host_offset(), table.offset(), geo_.l2_index(offset));
+    const uint64_t host = load_entry(table, geo_.l2_index(offset)).host_offset() + geo_.cluster_offset_in(offset);
+    guard.unlock();
+    co_await file_->write(host, step_data);
+    co_return length;
+  }
+
+  const uint64_t count = run_end - first_cluster;
+  const uint64_t first_start = first_cluster << geo_.cluster_bits;
+  const uint64_t last_start = (run_end - 1) << geo_.cluster_bits;
+  std::vector<L2Entry> old(count);
+  for (uint64_t i = 0; i < count; i++) old[i] = load_entry(table, geo_.l2_index(first_start + i * geo_.cluster_size));
+
+  // What to write within the first and last cluster. Fresh clusters are
+  // padded with zeros to whole clusters, or to whole subclusters with
+  // extended L2 (the bitmap marks the rest unallocated). A copy covers the
+  // whole cluster.
+  uint64_t lo = offset - first_start;
+  uint64_t hi = step_end - last_start;
+  if (first_case == Case::Fresh) {
+    const uint64_t grain = geo_.extended_l2 ? geo_.subcluster_size : geo_.cluster_size;
+    lo = align_down(lo, grain);
+    hi = align_up(hi, grain);
+  } else {
+    lo = 0;
+    hi = geo_.cluster_size;
+  }
+
+  const uint64_t host = co_await refcounts_->allocate_clusters(count);
+  if (host == 0 || (host < header_.l1_table_offset + uint64_t{header_.l1_size} * 8 && header_.l1_table_offset < host + count * geo_.cluster_size))
+    raise_corruption("Preventing invalid write on metadata (overlaps with active L1 table)");
+  in_flight_.push_back({first_cluster, count});
+  guard.unlock();
+
+  std::exception_ptr error;
+  try {
+    const uint64_t head_pad = (offset - first_start) - lo;
+    const uint64_t tail_pad = hi - (step_end - last_start);
+    if (first_case == Case::Copy) {
+      // One cluster: its old contents under the new data.
+      AlignedBuffer merged(geo_.cluster_size);
+      const L2Entry& e = old[0];
+      if (e.kind(geo_) == ClusterKind::Compressed) {
+        co_await read_compressed(e.word, merged.span());
+      } else if (e.kind(geo_) == ClusterKind::Normal) {
+        for (unsigned sc = 0; sc < (geo_.extended_l2 ? kSubclustersPerCluster : 1); sc++) {
+          if (subcluster_kind(e, geo_, sc) != SubclusterKind::Data) continue;
+          co_await file_->read(e.host_offset() + sc * geo_.subcluster_size, merged.span(sc * geo_.subcluster_size, geo_.subcluster_size));
+        }
+      }
+      std::memcpy(merged.data() + (offset - first_start), step_data.data(), length);
+      co_await file_->write(host, merged.span());
+    } else if (head_pad == 0 && tail_pad == 0) {
+      co_await file_->write(host + lo, step_data);
+    } else if (count == 1 || length <= 2 * geo_.cluster_size) {
+      AlignedBuffer padded(head_pad + length + tail_pad);
+      std::memcpy(padded.data() + head_pad, step_data.data(), length);
+      co_await file_->write(host + lo, padded.span());
+    } else {
+      // Pad the edge clusters separately and write the middle from the caller's buffer.
+      const uint64_t head_len = geo_.cluster_size - (offset - first_start);
+      AlignedBuffer head(head_pad + head_len);
+      std::memcpy(head.data() + head_pad, step_data.data(), head_len);
+      const uint64_t tail_len = step_end - last_start;
+      AlignedBuffer tail(tail_len + tail_pad);
+      std::memcpy(tail.data(), step_data.data() + length - tail_len, tail_len);
+      TaskGroup group;
+      group.spawn(file_->write(host + lo, head.span()));
+      group.spawn(file_->write(host + geo_.cluster_size, step_data.subspan(head_len, length - head_len - tail_len)));
+      group.spawn(file_->write(host + (count - 1) * geo_.cluster_size, tail.span()));
+      co_await group.join();
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+
+  guard = co_await meta_lock_.lock();
+  if (error) {
+    end_in_flight(first_cluster);
+    for (uint64_t i = 0; i < count; i++) refcounts_->free_later(host + i * geo_.cluster_size, geo_.cluster_size);
+    std::rethrow_exception(error);
+  }
+  table = co_await get_l2(l1_index, true);
+  for (uint64_t i = 0; i < count; i++) {
+    const uint64_t start = first_start + i * geo_.cluster_size;
+    L2Entry e{(host + i * geo_.cluster_size) | kFlagCopied, 0};
+    if (geo_.extended_l2) {
+      if (first_case == Case::Copy) {
+        e.bitmap = kAllSubclustersAllocated;
+      } else {
+        const uint64_t c_lo = i == 0 ? lo : 0;
+        const uint64_t c_hi = i == count - 1 ? hi : geo_.cluster_size;
+        const uint64_t alloc = subcluster_mask(geo_, c_lo, c_hi);
+        e.bitmap = alloc | ((old[i].bitmap & kAllSubclustersZero) & ~(alloc << 32));
+      }
+    }
+    store_entry(table, geo_.l2_index(start), e);
+    const L2Entry& was = old[i];
+    if (was.kind(geo_) == ClusterKind::Compressed) refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
+    else if (was.host_offset()) refcounts_->free_later(was.host_offset(), geo_.cluster_size);
+  }
+  end_in_flight(first_cluster);
+  co_return length;
+}
+
+Task<void> Qcow2Node::write(uint64_t offset, std::span<const std::byte> data, block::WriteFlags flags) {
+  if (offset > header_.size || data.size() > header_.size - offset)
+    raise(EINVAL, "Write of {} bytes at offset {} is past the end of the image ({} bytes)", data.size(), offset, header_.size);
+  require_writable();
+  co_await guard_corruption([&]() -> Task<void> {
+    uint64_t done = 0;
+    while (done < data.size()) done += co_await write_step(offset + done, data.subspan(done));
+  });
+  if (flags.fua || cache_.writethrough) co_await flush();
+}
+
+// Zeroes or discards whole clusters from `offset` within one L2 table.
+Task<uint64_t> Qcow2Node::zero_step(uint64_t offset, uint64_t length, bool unmap, bool discard_only) {
+  auto guard = co_await meta_lock_.lock();
+  const uint64_t l1_index = geo_.l1_index(offset);
+  const uint64_t end = std::min(offset + length, (l1_index + 1) * geo_.bytes_per_l2());
+  const uint64_t first_cluster = offset >> geo_.cluster_bits;
+  const uint64_t count = (end - offset) >> geo_.cluster_bits;
+  co_await wait_in_flight(first_cluster, count, guard);
+  auto table = co_await get_l2(l1_index, false);
+  if (!table) co_return end - offset;  // nothing allocated: already reads as zeros
+  if (!(l1_[l1_index] & kFlagCopied)) table = co_await get_l2(l1_index, true);
+  co_await mark_dirty_for_lazy_refcounts();
+  // Without a backing file an unallocated cluster reads as zeros, so zeroing
+  // may simply drop the mapping unless the host cluster is to be kept.
+  const bool has_zero_flag = header_.version >= 3;
+  for (uint64_t i = 0; i < count; i++) {
+    const uint64_t index = geo_.l2_index(offset) + i;
+    const L2Entry e = load_entry(table, index);
+    const ClusterKind kind = e.kind(geo_);
+    L2Entry next{};
+    bool release = true;
+    if (!discard_only && !unmap && e.copied() && (kind == ClusterKind::Normal || kind == ClusterKind::ZeroAlloc)) {
+      // Keep the host cluster for a later write, reading as zeros meanwhile.
+      if (geo_.extended_l2) next = {e.word, kAllSubclustersZero};
+      else if (has_zero_flag) next = {e.word | kFlagZero, 0};
+      else next = {};
+      release = !has_zero_flag && !geo_.extended_l2;
+    } else if (!discard_only && has_zero_flag && !geo_.extended_l2) {
+      next = {kFlagZero, 0};
+    } else if (!discard_only && geo_.extended_l2) {
+      next = {0, kAllSubclustersZero};
+    }
+    if (e.word == next.word && e.bitmap == next.bitmap) continue;
+    store_entry(table, index, next);
+    if (release) {
+      if (kind == ClusterKind::Compressed) refcounts_->free_later(e.compressed_offset(geo_), e.compressed_length(geo_));
+      else if (e.host_offset()) refcounts_->free_later(e.host_offset(), geo_.cluster_size);
+    }
+  }
+  co_return end - offset;
+}
+
+Task<void> Qcow2Node::write_zeroes(uint64_t offset, uint64_t length, block::ZeroFlags flags) {
+  if (offset > header_.size || length > header_.size - offset)
+    raise(EINVAL, "Write of {} zero bytes at offset {} is past the end of the image ({} bytes)", length, offset, header_.size);
+  require_writable();
+  const uint64_t end = offset + length;
+  const uint64_t aligned_start = std::min(align_up(offset, geo_.cluster_size), end);
+  // The last cluster of the disk may be partial; it counts as whole.
+  const uint64_t aligned_end = end == header_.size ? end : std::max(aligned_start, align_down(end, geo_.cluster_size));
+  auto zero_partial = [&](uint64_t from, uint64_t to) -> Task<void> {
+    if (from >= to) co_return;
+    BlockStatus st = co_await block_status(from, to - from);
+    if (st.zero && st.length >= to - from) co_return;
+    if (flags.no_fallback) raise(ENOTSUP, "Zeroing a partial cluster needs a fallback write");
+    AlignedBuffer zeros(to - from);
+    co_await write(from, zeros.span());
+  };
+  co_await zero_partial(offset, aligned_start);
+  co_await guard_corruption([&]() -> Task<void> {
+    for (uint64_t pos = aligned_start; pos < aligned_end;) pos += co_await zero_step(pos, aligned_end - pos, flags.may_unmap, false);
+  });
+  co_await zero_partial(std::max(aligned_end, aligned_start), end);
+}
+
+Task<void> Qcow2Node::discard(uint64_t offset, uint64_t length) {
+  if (offset > header_.size || length > header_.size - offset)
+    raise(EINVAL, "Discard of {} bytes at offset {} is past the end of the image ({} bytes)", length, offset, header_.size);
+  require_writable();
+  // Only whole clusters can be dropped; a discard is a hint, so the partial edges are left alone.
+  const uint64_t start = align_up(offset, geo_.cluster_size);
+  const uint64_t end = offset + length == header_.size ? offset + length : align_down(offset + length, geo_.cluster_size);
+  co_await guard_corruption([&]() -> Task<void> {
+    for (uint64_t pos = start; pos < end;) pos += co_await zero_step(pos, end - pos, true, true);
+  });
+}
+
+Task<void> Qcow2Node::write_compressed(uint64_t offset, std::span<const std::byte> data) {
+  if (offset % geo_.cluster_size != 0 || data.size() > geo_.cluster_size ||
+      (data.size() != geo_.cluster_size && offset + data.size() != header_.size))
+    raise(EINVAL, "Compressed writes must cover one whole cluster (offset {}, {} bytes)", offset, data.size());
+  require_writable();
+  AlignedBuffer input(geo_.cluster_size);
+  std::memcpy(input.data(), data.data(), data.size());
+  std::vector<std::byte> compressed(geo_.cluster_size - 1);
+  const CompressionType type = header_.compression_type;
+  const std::optional<size_t> size =
+      co_await EventLoop::current().pool().run([&] { return compress_cluster(type, input.span(), compressed); });
+  if (!size) {
+    // Incompressible: store the cluster as ordinary data.
+    co_await write(offset, data);
+    co_return;
+  }
+  co_await guard_corruption([&]() -> Task<void> {
+    const uint64_t cluster = offset >> geo_.cluster_bits;
+    auto guard = co_await meta_lock_.lock();
+    co_await wait_in_flight(cluster, 1, guard);
+    co_await mark_dirty_for_lazy_refcounts();
+    co_await get_l2(geo_.l1_index(offset), true);
+    const uint64_t host = co_await refcounts_->allocate_bytes(*size);
+    in_flight_.push_back({cluster, 1});
+    guard.unlock();
+    std::exception_ptr error;
+    try {
+      co_await file_->write(host, std::span<const std::byte>(compressed.data(), *size));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    guard = co_await meta_lock_.lock();
+    end_in_flight(cluster);
+    if (error) {
+      refcounts_->free_later(host, *size);
+      std::rethrow_exception(error);
+    }
+    auto table = co_await get_l2(geo_.l1_index(offset), true);
+    const uint64_t index = geo_.l2_index(offset);
+    const L2Entry was = load_entry(table, index);
+    store_entry(table, index, L2Entry::compressed_descriptor(geo_, host, *size));
+    if (was.kind(geo_) == ClusterKind::Compressed) refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
+    else if (was.host_offset()) refcounts_->free_later(was.host_offset(), geo_.cluster_size);
+  });
+}
+
+Task<void> Qcow2Node::flush_metadata() {
+  co_await refblock_cache_->flush();
+  co_await l2_cache_->flush();
+  if (refcounts_->has_pending_frees()) {
+    // Tables that dropped references are on disk; only now may the counts fall.
+    if (!lazy_refcounts_) co_await file_->flush();
+    std::vector<uint64_t> released = co_await refcounts_->apply_pending_frees();
+    co_await refblock_cache_->flush();
+    for (uint64_t c : released) {
+      l2_cache_->forget(c << geo_.cluster_bits);
+      co_await file_->discard(c << geo_.cluster_bits, geo_.cluster_size);
+    }
+  }
+}
+
+Task<void> Qcow2Node::flush() {
+  if (writable_) {
+    co_await guard_corruption([&]() -> Task<void> {
+      auto guard = co_await meta_lock_.lock();
+      co_await flush_metadata();
+    });
+  }
+  co_await file_->flush();
+}
+
+Task<void> Qcow2Node::close() {
+  if (!writable_ || corrupt_) co_return;
+  co_await flush();
+  if (marked_dirty_) {
+    co_await update_incompatible_features(0, kIncompatDirty);
+    marked_dirty_ = false;
+  }
+}
+
+Task<BlockStatus> Qcow2Node::block_status(uint64_t offset, uint64_t length) {
+  BlockStatus st;
+  if (offset >= header_.size) {
+    st.length = length;
+    st.zero = true;
+    co_return st;
+  }
+  std::vector<Segment> segments;
+  {
+    auto guard = co_await meta_lock_.lock();
+    segments = co_await map_range(offset, std::min(length, header_.size - offset));
+  }
+  const Segment& s = segments.front();
+  st.length = s.length;
+  switch (s.kind) {
+    case SubclusterKind::Data:
+      st.data = st.allocated = true;
+      st.host_offset = s.host;
+      break;
+    case SubclusterKind::Zero: st.zero = st.allocated = true; break;
+    case SubclusterKind::Unallocated: st.zero = header_.backing_file.empty(); break;
+    case SubclusterKind::Compressed: st.data = st.allocated = st.compressed = true; break;
+  }
+  co_return st;
+}
+
+Task<void> Qcow2Node::allocate_l1_table(uint64_t size) {
+  const uint64_t entries = geo_.l1_entries_for(size);
+  if (entries * 8 > kMaxL1Bytes) raise(EFBIG, "Image size is too large for this cluster size");
+  auto guard = co_await meta_lock_.lock();
+  const uint64_t offset = co_await refcounts_->allocate_clusters(std::max<uint64_t>(1, div_round_up(entries * 8, geo_.cluster_size)));
+  std::vector<std::byte> zeros(entries * 8);
+  co_await file_->write(offset, zeros);
+  header_.l1_table_offset = offset;
+  header_.l1_size = static_cast<uint32_t>(entries);
+  header_.size = size;
+  l1_.assign(entries, 0);
+  co_await flush_metadata();
+  co_await write_header();
+}
+
+Task<void> Qcow2Node::truncate(uint64_t size, block::Preallocation prealloc) {
+  require_writable();
+  if (size < header_.size) raise(ENOTSUP, "qcow2 images cannot be shrunk yet");
+  if (prealloc != block::Preallocation::Off) raise(ENOTSUP, "Preallocation is not supported when growing qcow2 images yet");
+  auto guard = co_await meta_lock_.lock();
+  const uint64_t entries = geo_.l1_entries_for(size);
+  if (entries * 8 > kMaxL1Bytes) raise(EFBIG, "Image size is too large for this cluster size");
+  if (entries > l1_.size()) {
+    // A larger L1 table elsewhere; the header switches to it in one write.
+    const uint64_t clusters = div_round_up(entries * 8, geo_.cluster_size);
+    const uint64_t offset = co_await refcounts_->allocate_clusters(clusters);
+    std::vector<std::byte> bytes(entries * 8);
+    for (size_t i = 0; i < l1_.size(); i++) store_be<uint64_t>(bytes.data() + i * 8, l1_[i]);
+    co_await file_->write(offset, bytes);
+    co_await flush_metadata();
+    co_await file_->flush();
+    const uint64_t old_offset = header_.l1_table_offset;
+    const uint64_t old_bytes = uint64_t{header_.l1_size} * 8;
+    std::byte field[12];
+    store_be<uint32_t>(field, static_cast<uint32_t>(entries));
+    store_be<uint64_t>(field + 4, offset);
+    co_await file_->write(36, field);
+    co_await file_->flush();
+    header_.l1_table_offset = offset;
+    header_.l1_size = static_cast<uint32_t>(entries);
+    l1_.resize(entries, 0);
+    refcounts_->free_later(old_offset, std::max<uint64_t>(old_bytes, 1));
+  }
+  std::byte field[8];
+  store_be<uint64_t>(field, size);
+  co_await file_->write(24, field);
+  header_.size = size;
+}
+
+Task<void> Qcow2Node::preallocate(block::Preallocation mode) {
+  if (mode == block::Preallocation::Off) co_return;
+  // Map every cluster, one L2 table's worth at a time, to contiguous host clusters.
+  for (uint64_t pos = 0; pos < header_.size;) {
+    auto guard = co_await meta_lock_.lock();
+    const uint64_t l1_index = geo_.l1_index(pos);
+    const uint64_t end = std::min(header_.size, (l1_index + 1) * geo_.bytes_per_l2());
+    auto table = co_await get_l2(l1_index, true);
+    const uint64_t count = div_round_up(end - pos, geo_.cluster_size);
+    const uint64_t host = co_await refcounts_->allocate_clusters(count);
+    for (uint64_t i = 0; i < count; i++)
+      store_entry(table, geo_.l2_index(pos) + i, L2Entry{(host + i * geo_.cluster_size) | kFlagCopied, geo_.extended_l2 ? kAllSubclustersAllocated : 0});
+    guard.unlock();
+    const uint64_t bytes = count * geo_.cluster_size;
+    if (mode == block::Preallocation::Full) {
+      AlignedBuffer zeros(std::min<uint64_t>(bytes, 4ull << 20));
+      for (uint64_t done = 0; done < bytes; done += zeros.size())
+        co_await file_->write(host + done, zeros.span(0, std::min<uint64_t>(zeros.size(), bytes - done)));
+    } else if (mode == block::Preallocation::Falloc) {
+      co_await file_->write_zeroes(host, bytes, {});
+    } else if (file_->size() < host + bytes) {
+      co_await file_->truncate(host + bytes, block::Preallocation::Off);
+    }
+    pos = end;
+  }
+  auto guard = co_await meta_lock_.lock();
+  co_await flush_metadata();
+}
+
+Task<void> Qcow2Node::rebuild_refcounts(const std::vector<uint64_t>& counts) {
+  co_await refcounts_->rebuild(counts);
+}
+
+}  // namespace keel::qcow2

@@ -1,0 +1,119 @@
+// Qcow2Node: the qcow2 format driver's open image. Guest requests map through
+// the in-memory L1 table and cached L2 tables to host clusters. Metadata is
+// guarded by one coroutine mutex that is never held across guest data I/O;
+// clusters being allocated are tracked so two writers never allocate the same
+// guest cluster twice.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/async/sync.h"
+#include "block/format.h"
+#include "formats/qcow2/header.h"
+#include "formats/qcow2/layout.h"
+#include "formats/qcow2/metadata_cache.h"
+#include "formats/qcow2/refcounts.h"
+#include "formats/qcow2/snapshot_table.h"
+
+namespace keel::qcow2 {
+
+class Qcow2Node final : public block::BlockNode {
+ public:
+  static Task<std::unique_ptr<Qcow2Node>> open(std::unique_ptr<block::BlockNode> file, const block::OpenOptions& options);
+
+  std::string_view format_name() const override { return "qcow2"; }
+  uint64_t size() const override { return header_.size; }
+
+  Task<void> read(uint64_t offset, std::span<std::byte> buffer) override;
+  Task<void> write(uint64_t offset, std::span<const std::byte> data, block::WriteFlags flags = {}) override;
+  Task<void> write_zeroes(uint64_t offset, uint64_t length, block::ZeroFlags flags = {}) override;
+  Task<void> discard(uint64_t offset, uint64_t length) override;
+  Task<void> flush() override;
+  Task<block::BlockStatus> block_status(uint64_t offset, uint64_t length) override;
+  Task<void> truncate(uint64_t size, block::Preallocation prealloc) override;
+  bool supports_compressed_writes() const override { return true; }
+  uint64_t cluster_size() const override { return geo_.cluster_size; }
+  Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data) override;
+  bool has_zero_init() const override { return true; }
+  void describe(nlohmann::ordered_json& info) const override;
+  Task<void> close() override;
+
+  const Header& header() const { return header_; }
+  const Geometry& geometry() const { return geo_; }
+  const std::vector<uint64_t>& l1_table() const { return l1_; }
+  Refcounts& refcounts() { return *refcounts_; }
+  block::BlockNode& file_node() { return *file_; }
+
+  // Allocates and maps every cluster of the disk (preallocation=metadata and up).
+  Task<void> preallocate(block::Preallocation mode);
+  // Gives a freshly formatted (empty, size 0) image its size and L1 table.
+  Task<void> allocate_l1_table(uint64_t size);
+  // Writes back all metadata in a crash-safe order (no storage flush).
+  Task<void> flush_metadata();
+  // Rewrites the refcount structures from a full scan (repair, dirty images).
+  Task<void> rebuild_refcounts(const std::vector<uint64_t>& counts);
+  // Sets or clears header feature bits on disk.
+  Task<void> update_incompatible_features(uint64_t set, uint64_t clear);
+  // Rewrites the whole header cluster.
+  Task<void> write_header();
+  Task<MetadataCache::Ref> l2_table(uint64_t offset) { return l2_cache_->get(offset); }
+  Task<void> set_l1_entry(uint64_t index, uint64_t value);
+
+ private:
+  Qcow2Node(std::unique_ptr<block::BlockNode> file, Header header, const block::OpenOptions& options);
+
+  struct Segment {
+    uint64_t length;
+    SubclusterKind kind;
+    uint64_t host;  // Data: host offset of the first byte; Compressed: the L2 word
+  };
+
+  // Maps [offset, offset+length) up to the end of one L2 table. Metadata lock held.
+  Task<std::vector<Segment>> map_range(uint64_t offset, uint64_t length);
+  Task<MetadataCache::Ref> get_l2(uint64_t l1_index, bool allocate);
+  L2Entry load_entry(const MetadataCache::Ref& table, uint64_t index) const;
+  void store_entry(const MetadataCache::Ref& table, uint64_t index, const L2Entry& entry) const;
+  void check_data_offset(uint64_t host, uint64_t l2_offset, uint64_t index) const;
+
+  Task<void> read_compressed(uint64_t l2_word, std::span<std::byte> cluster);
+  // One pass of write(): handles clusters from `offset` within one L2 table and returns bytes consumed.
+  Task<uint64_t> write_step(uint64_t offset, std::span<const std::byte> data);
+  Task<uint64_t> zero_step(uint64_t offset, uint64_t length, bool unmap, bool discard_only);
+
+  Task<void> wait_in_flight(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard);
+  void end_in_flight(uint64_t first_cluster);
+
+  void require_io() const;
+  void require_writable() const;
+  Task<void> mark_dirty_for_lazy_refcounts();
+  // Sets the corrupt bit after metadata was found inconsistent during a write.
+  Task<void> mark_corrupt(const std::string& why);
+  template <typename Fn>
+  Task<void> guard_corruption(Fn fn);
+
+  Header header_;
+  Geometry geo_;
+  std::vector<uint64_t> l1_;
+  std::unique_ptr<MetadataCache> l2_cache_;
+  std::unique_ptr<MetadataCache> refblock_cache_;
+  std::unique_ptr<Refcounts> refcounts_;
+  CoMutex meta_lock_;
+  struct InFlight {
+    uint64_t first;
+    uint64_t count;
+  };
+  std::vector<InFlight> in_flight_;
+  WaitQueue in_flight_done_;
+  SnapshotTable snapshots_;
+  std::vector<BitmapInfo> bitmaps_;
+  std::optional<std::string> io_refusal_;  // why guest I/O is refused (backing, encryption...)
+  bool lazy_refcounts_ = false;
+  bool marked_dirty_ = false;
+  bool corrupt_ = false;
+  block::CacheMode cache_;
+};
+
+}  // namespace keel::qcow2

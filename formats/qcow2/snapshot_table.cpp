@@ -1,0 +1,85 @@
+#include "formats/qcow2/snapshot_table.h"
+
+#include "base/endian.h"
+#include "base/error.h"
+#include "base/units.h"
+
+namespace keel::qcow2 {
+
+namespace {
+constexpr uint64_t kMaxSnapshotTableBytes = 64ull << 20;  // qemu's QCOW_MAX_SNAPSHOTS_SIZE
+constexpr uint64_t kMaxBitmapDirectoryBytes = 64ull << 20;
+constexpr uint32_t kMaxBitmaps = 65535;
+}  // namespace
+
+Task<SnapshotTable> read_snapshot_table(block::BlockNode& file, const Header& header) {
+  SnapshotTable table;
+  if (header.nb_snapshots == 0) co_return table;
+  // Entries are variable length; read in growing chunks, bounded.
+  const uint64_t available = std::min<uint64_t>(file.size() - header.snapshots_offset, kMaxSnapshotTableBytes);
+  std::vector<std::byte> bytes(available);
+  co_await file.read(header.snapshots_offset, bytes);
+  BigEndianReader r(bytes, "snapshot table");
+  uint64_t pos = 0;
+  for (uint32_t i = 0; i < header.nb_snapshots; i++) {
+    Snapshot s;
+    s.l1_table_offset = r.get<uint64_t>(pos);
+    s.l1_size = r.get<uint32_t>(pos + 8);
+    const uint16_t id_size = r.get<uint16_t>(pos + 12);
+    const uint16_t name_size = r.get<uint16_t>(pos + 14);
+    s.date_sec = r.get<uint32_t>(pos + 16);
+    s.date_nsec = r.get<uint32_t>(pos + 20);
+    s.vm_clock_nsec = r.get<uint64_t>(pos + 24);
+    s.vm_state_size = r.get<uint32_t>(pos + 32);
+    const uint32_t extra_size = r.get<uint32_t>(pos + 36);
+    if (extra_size > 1024) raise(EINVAL, "Snapshot {} has too much extra data ({} bytes)", i, extra_size);
+    if (extra_size >= 8) s.vm_state_size = r.get<uint64_t>(pos + 40);
+    if (extra_size >= 24) {
+      const uint64_t icount = r.get<uint64_t>(pos + 56);
+      if (icount != UINT64_MAX) s.icount = icount;
+    }
+    pos += 40 + extra_size;
+    s.id = r.get_string(pos, id_size);
+    pos += id_size;
+    s.name = r.get_string(pos, name_size);
+    pos += name_size;
+    pos = align_up(pos, 8);
+    if (uint64_t{s.l1_size} * 8 > kMaxL1Bytes) raise(EFBIG, "Snapshot {} has an L1 table that is too large", i);
+    if (s.l1_table_offset % header.cluster_size() != 0) raise(EINVAL, "Snapshot {} L1 table offset is not cluster aligned", i);
+    table.snapshots.push_back(std::move(s));
+  }
+  table.table_bytes = pos;
+  co_return table;
+}
+
+Task<std::vector<BitmapInfo>> read_bitmap_directory(block::BlockNode& file, const Header& header) {
+  std::vector<BitmapInfo> bitmaps;
+  auto ext = header.bitmaps();
+  if (!ext || !(header.autoclear_features & kAutoclearBitmaps)) co_return bitmaps;
+  if (ext->nb_bitmaps > kMaxBitmaps) raise(EINVAL, "Too many persistent bitmaps ({})", ext->nb_bitmaps);
+  if (ext->directory_size > kMaxBitmapDirectoryBytes) raise(EFBIG, "Bitmap directory is too large");
+  if (ext->directory_offset % header.cluster_size() != 0) raise(EINVAL, "Bitmap directory offset is not cluster aligned");
+  std::vector<std::byte> bytes(ext->directory_size);
+  co_await file.read(ext->directory_offset, bytes);
+  BigEndianReader r(bytes, "bitmap directory");
+  uint64_t pos = 0;
+  for (uint32_t i = 0; i < ext->nb_bitmaps; i++) {
+    BitmapInfo b;
+    b.table_offset = r.get<uint64_t>(pos);
+    b.table_size = r.get<uint32_t>(pos + 8);
+    const uint32_t flags = r.get<uint32_t>(pos + 12);
+    const uint8_t granularity_bits = r.get<uint8_t>(pos + 17);
+    const uint16_t name_size = r.get<uint16_t>(pos + 18);
+    const uint32_t extra_size = r.get<uint32_t>(pos + 20);
+    if (granularity_bits < 9 || granularity_bits > 31) raise(EINVAL, "Bitmap {} has an invalid granularity", i);
+    b.granularity = 1u << granularity_bits;
+    b.in_use = flags & 1;
+    b.auto_flag = flags & 2;
+    b.name = r.get_string(pos + 24 + extra_size, name_size);
+    pos = align_up(pos + 24 + extra_size + name_size, 8);
+    bitmaps.push_back(std::move(b));
+  }
+  co_return bitmaps;
+}
+
+}  // namespace keel::qcow2

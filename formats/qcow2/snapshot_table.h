@@ -1,0 +1,49 @@
+// The internal snapshot table: parsed for `info` and for `check`, which must
+// count the clusters snapshots hold. (Creating and applying snapshots is
+// separate work.)
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/async/task.h"
+#include "block/node.h"
+#include "formats/qcow2/header.h"
+
+namespace keel::qcow2 {
+
+struct Snapshot {
+  uint64_t l1_table_offset;
+  uint32_t l1_size;
+  std::string id;
+  std::string name;
+  uint32_t date_sec;
+  uint32_t date_nsec;
+  uint64_t vm_clock_nsec;
+  uint64_t vm_state_size;
+  std::optional<uint64_t> icount;
+};
+
+struct SnapshotTable {
+  std::vector<Snapshot> snapshots;
+  uint64_t table_bytes = 0;  // on-disk size of the table, for refcount checks
+};
+
+// Reads and validates the table; raises EINVAL naming the bad entry.
+Task<SnapshotTable> read_snapshot_table(block::BlockNode& file, const Header& header);
+
+struct BitmapInfo {
+  std::string name;
+  uint32_t granularity;
+  bool in_use;
+  bool auto_flag;
+  uint64_t table_offset;
+  uint32_t table_size;
+};
+
+// Reads the persistent bitmap directory named by the bitmaps extension.
+Task<std::vector<BitmapInfo>> read_bitmap_directory(block::BlockNode& file, const Header& header);
+
+}  // namespace keel::qcow2

@@ -1,0 +1,59 @@
+#include "tools/common/tool_main.h"
+
+#include <cstdio>
+#include <sstream>
+
+#include "base/error.h"
+
+namespace keel::tools {
+
+namespace {
+std::string g_tool_name = "keel";
+}
+
+void print_error(const std::string& message) {
+  std::istringstream lines(message);
+  std::string line;
+  while (std::getline(lines, line)) std::fprintf(stderr, "%s: %s\n", g_tool_name.c_str(), line.c_str());
+}
+
+block::CacheMode parse_cache_mode(const std::string& name) {
+  auto mode = block::CacheMode::parse(name);
+  if (!mode) raise(EINVAL, "Invalid cache option: {}", name);
+  return *mode;
+}
+
+void configure_app(CLI::App& app, const std::string& description) {
+  app.description(description);
+  app.set_help_flag("-h,--help", "Print this help and exit");
+}
+
+void parse_args(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    throw ExitStatus{0};
+  } catch (const CLI::ParseError& e) {
+    print_error(e.what());
+    std::fprintf(stderr, "Try '%s --help' for more information.\n", app.get_name().c_str());
+    throw ExitStatus{1};
+  }
+}
+
+int run_tool(const std::string& tool_name, const std::function<int()>& body) {
+  g_tool_name = tool_name;
+  try {
+    return body();
+  } catch (const ExitStatus& e) {
+    return e.code;
+  } catch (const Error& e) {
+    print_error(e.message());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    print_error("Out of memory");
+    return 1;
+  }
+}
+
+}  // namespace keel::tools

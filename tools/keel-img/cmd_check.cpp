@@ -1,0 +1,126 @@
+#include <cstdio>
+
+#include "base/async/event_loop.h"
+#include "base/error.h"
+#include "block/format.h"
+#include "block/image_info.h"
+#include "formats/qcow2/check.h"
+#include "formats/qcow2/qcow2_node.h"
+#include "tools/common/tool_main.h"
+#include "tools/keel-img/commands.h"
+
+namespace keel::img {
+
+namespace {
+
+// qemu-img check's exit statuses.
+constexpr int kCheckOk = 0;
+constexpr int kCheckFailed = 1;
+constexpr int kCheckCorrupt = 2;
+constexpr int kCheckLeaks = 3;
+constexpr int kCheckUnsupported = 63;
+
+nlohmann::ordered_json check_json(const qcow2::CheckResult& r, const std::string& filename, const std::string& format) {
+  nlohmann::ordered_json j;
+  if (r.image_end_offset) j["image-end-offset"] = r.image_end_offset;
+  if (r.total_clusters) j["total-clusters"] = r.total_clusters;
+  j["check-errors"] = r.check_errors;
+  if (r.leaks) j["leaks"] = r.leaks;
+  if (r.leaks_fixed) j["leaks-fixed"] = r.leaks_fixed;
+  if (r.corruptions) j["corruptions"] = r.corruptions;
+  if (r.corruptions_fixed) j["corruptions-fixed"] = r.corruptions_fixed;
+  if (r.allocated_clusters) j["allocated-clusters"] = r.allocated_clusters;
+  j["filename"] = filename;
+  if (r.compressed_clusters) j["compressed-clusters"] = r.compressed_clusters;
+  j["format"] = format;
+  if (r.fragmented_clusters) j["fragmented-clusters"] = r.fragmented_clusters;
+  return j;
+}
+
+void print_human(const qcow2::CheckResult& r) {
+  if (!r.corruptions && !r.leaks && !r.check_errors) {
+    std::printf("No errors were found on the image.\n");
+  } else {
+    if (r.corruptions)
+      std::printf("\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n",
+                  static_cast<unsigned long long>(r.corruptions));
+    if (r.leaks)
+      std::printf("\n%llu leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n",
+                  static_cast<unsigned long long>(r.leaks));
+    if (r.check_errors)
+      std::printf("\n%llu internal errors have occurred during the check.\n", static_cast<unsigned long long>(r.check_errors));
+  }
+  if (r.total_clusters && r.allocated_clusters) {
+    const double allocated = static_cast<double>(r.allocated_clusters);
+    std::printf("%llu/%llu = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% compressed clusters\n",
+                static_cast<unsigned long long>(r.allocated_clusters), static_cast<unsigned long long>(r.total_clusters),
+                allocated * 100.0 / static_cast<double>(r.total_clusters), static_cast<double>(r.fragmented_clusters) * 100.0 / allocated,
+                static_cast<double>(r.compressed_clusters) * 100.0 / allocated);
+  }
+  if (r.image_end_offset) std::printf("Image end offset: %llu\n", static_cast<unsigned long long>(r.image_end_offset));
+}
+
+void print_messages(const qcow2::CheckResult& r) {
+  for (const auto& m : r.messages) std::fprintf(stderr, "%s\n", m.c_str());
+}
+
+}  // namespace
+
+int cmd_check(int argc, char** argv) {
+  CLI::App app;
+  app.name("check");
+  tools::configure_app(app, "Check the image FILENAME for consistency, and optionally repair it.");
+  std::string format, output = "human", repair, cache = "writeback", filename;
+  bool force_share = false, quiet = false;
+  app.add_option("-f,--format", format, "Image format (probed if not given)");
+  app.add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}));
+  app.add_option("-r,--repair", repair, "Repair leaks, or all inconsistencies")->check(CLI::IsMember({"leaks", "all"}));
+  app.add_option("-T,--cache", cache, "Cache mode (default: writeback)");
+  app.add_flag("-U,--force-share", force_share, "Open the image even if another process uses it");
+  app.add_flag("-q,--quiet", quiet, "Quiet mode");
+  app.add_option("filename", filename, "Image to check")->required();
+  tools::parse_args(app, argc, argv);
+  if (!repair.empty() && force_share) raise(EINVAL, "--force-share/-U is not allowed with -r");
+
+  block::OpenOptions options;
+  if (!format.empty()) options.format = format;
+  options.force_share = force_share;
+  options.writable = !repair.empty();
+  options.cache = tools::parse_cache_mode(cache);
+  const qcow2::CheckFix fix = repair == "all" ? qcow2::CheckFix::All : repair == "leaks" ? qcow2::CheckFix::Leaks : qcow2::CheckFix::None;
+
+  EventLoop loop;
+  auto node = loop.run(block::open_image(filename, options));
+  auto* image = dynamic_cast<qcow2::Qcow2Node*>(node.get());
+  if (!image) {
+    tools::print_error("This image format does not support checks");
+    return kCheckUnsupported;
+  }
+  qcow2::CheckResult result;
+  try {
+    result = loop.run(qcow2::check_image(*image, fix));
+    print_messages(result);
+    if (result.corruptions_fixed || result.leaks_fixed) {
+      if (output == "human" && !quiet)
+        std::printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu corruptions\n\nDouble checking the fixed image now...\n",
+                    static_cast<unsigned long long>(result.leaks_fixed), static_cast<unsigned long long>(result.corruptions_fixed));
+      qcow2::CheckResult again = loop.run(qcow2::check_image(*image, qcow2::CheckFix::None));
+      print_messages(again);
+      again.leaks_fixed = result.leaks_fixed;
+      again.corruptions_fixed = result.corruptions_fixed;
+      result = again;
+    }
+    loop.run(image->close());
+  } catch (const Error& e) {
+    tools::print_error(fmt::format("Check failed: {}", e.message()));
+    return kCheckFailed;
+  }
+  if (output == "json") std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
+  else if (!quiet) print_human(result);
+  if (result.check_errors) return kCheckFailed;
+  if (result.corruptions) return kCheckCorrupt;
+  if (result.leaks) return kCheckLeaks;
+  return kCheckOk;
+}
+
+}  // namespace keel::img

@@ -1,0 +1,91 @@
+#include <algorithm>
+#include <cstdio>
+
+#include "base/async/event_loop.h"
+#include "base/error.h"
+#include "base/units.h"
+#include "block/format.h"
+#include "tools/common/tool_main.h"
+#include "tools/keel-img/commands.h"
+
+namespace keel::img {
+
+namespace {
+
+void print_option_help(const block::FormatDriver& driver) {
+  auto specs = driver.create_options();
+  std::sort(specs.begin(), specs.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  std::printf("Supported %s options:\n", std::string(driver.name).c_str());
+  for (const auto& s : specs) {
+    const char* type = s.type == block::OptionType::Size ? "size" : s.type == block::OptionType::Bool ? "bool (on/off)" : s.type == block::OptionType::Number ? "num" : "str";
+    std::string left = fmt::format("{}=<{}>", s.name, type);
+    std::printf("  %-22s - %s\n", left.c_str(), s.help.c_str());
+  }
+}
+
+}  // namespace
+
+int cmd_create(int argc, char** argv) {
+  CLI::App app;
+  app.name("create");
+  tools::configure_app(app, "Create a new disk image FILENAME of SIZE bytes (suffixes k, M, G, T, P, E).");
+  std::string format = "raw";
+  std::vector<std::string> option_texts;
+  bool quiet = false;
+  std::string filename, size_text;
+  app.add_option("-f,--format", format, "Image format (default: raw)");
+  app.add_option("-o,--options", option_texts, "Format options key=value[,...]; '-o help' lists them")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_flag("-q,--quiet", quiet, "Do not print the 'Formatting' line");
+  app.add_option("filename", filename, "Image to create")->required();
+  app.add_option("size", size_text, "Virtual size");
+  tools::parse_args(app, argc, argv);
+
+  const block::FormatDriver* driver = block::find_format(format);
+  if (!driver) raise(EINVAL, "Unknown file format '{}'", format);
+  block::CreateRequest request;
+  request.filename = filename;
+  for (const auto& text : option_texts) {
+    if (text == "help" || text == "?") {
+      print_option_help(*driver);
+      return 0;
+    }
+    request.options.parse(text);
+  }
+  if (!size_text.empty()) {
+    auto size = parse_size(size_text);
+    if (!size)
+      raise(EINVAL, "Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n"
+                    "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+    request.options.set("size", std::to_string(*size));
+  }
+  try {
+    request.options.validate(driver->create_options());
+    auto size = request.options.get_size("size");
+    if (!size) raise(EINVAL, "Image creation needs a size parameter");
+    request.size = *size;
+  } catch (const Error& e) {
+    throw e.with_context(filename);
+  }
+
+  if (!quiet) {
+    std::string line = fmt::format("Formatting '{}', fmt={}", filename, format);
+    for (const auto& spec : driver->create_options()) {
+      auto value = request.options.get(spec.name);
+      if (!value) value = spec.default_value;
+      if (value) line += fmt::format(" {}={}", spec.name, block::option_display_value(spec, *value));
+    }
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+  try {
+    EventLoop loop;
+    loop.run(driver->create(request));
+  } catch (const Error& e) {
+    throw e.with_context(filename);
+  }
+  return 0;
+}
+
+}  // namespace keel::img
