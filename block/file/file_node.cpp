@@ -63,15 +63,23 @@ Task<int64_t> submit(UringPrep prep, Syscall call) {
 FileNode::FileNode(std::string path, int fd, const FileOptions& options)
     : BlockNode(std::move(path), options.writable),
       fd_(fd),
+      buffered_fd_(fd),
       size_(fd_size(fd)),
       cache_(options.cache),
       direct_alignment_(options.cache.direct ? kDirectAlignment : 1) {
   struct stat st;
   fstat(fd, &st);
   is_regular_ = S_ISREG(st.st_mode);
+  if (options.cache.direct) {
+    buffered_fd_ = ::open(filename_.c_str(), (options.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (buffered_fd_ < 0) raise(errno, "Could not open '{}': {}", filename_, errno_text(errno));
+  }
 }
 
-FileNode::~FileNode() { ::close(fd_); }
+FileNode::~FileNode() {
+  if (buffered_fd_ != fd_) ::close(buffered_fd_);
+  ::close(fd_);
+}
 
 std::unique_ptr<FileNode> FileNode::open(const std::string& path, const FileOptions& options) {
   int flags = (options.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
@@ -124,19 +132,20 @@ void FileNode::create(const std::string& path, uint64_t size, Preallocation prea
   }
 }
 
-bool FileNode::aligned(uint64_t offset, size_t length, const void* buffer) const {
-  uint64_t a = direct_alignment_;
-  return offset % a == 0 && length % a == 0 && reinterpret_cast<uintptr_t>(buffer) % a == 0;
+int FileNode::fd_for(uint64_t offset, size_t length, const void* buffer) const {
+  const uint64_t a = direct_alignment_;
+  const bool aligned = offset % a == 0 && length % a == 0 && reinterpret_cast<uintptr_t>(buffer) % a == 0;
+  return aligned ? fd_ : buffered_fd_;
 }
 
-Task<void> FileNode::pread_all(uint64_t offset, std::span<std::byte> buffer) {
+Task<void> FileNode::pread_all(int fd, uint64_t offset, std::span<std::byte> buffer) {
   size_t done = 0;
   while (done < buffer.size()) {
     std::byte* p = buffer.data() + done;
     size_t n = buffer.size() - done;
     off_t pos = static_cast<off_t>(offset + done);
-    int64_t r = co_await submit([=, this](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd_, p, static_cast<unsigned>(n), pos); },
-                                [=, this] { return static_cast<int64_t>(::pread(fd_, p, n, pos)); });
+    int64_t r = co_await submit([=](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, p, static_cast<unsigned>(n), pos); },
+                                [=] { return static_cast<int64_t>(::pread(fd, p, n, pos)); });
     if (r == -EINTR || r == -EAGAIN) continue;
     if (r < 0) raise(static_cast<int>(-r), "Could not read {} bytes at offset {} of '{}': {}", n, pos, filename_, errno_text(static_cast<int>(-r)));
     if (r == 0) {
@@ -148,14 +157,14 @@ Task<void> FileNode::pread_all(uint64_t offset, std::span<std::byte> buffer) {
   }
 }
 
-Task<void> FileNode::pwrite_all(uint64_t offset, std::span<const std::byte> data) {
+Task<void> FileNode::pwrite_all(int fd, uint64_t offset, std::span<const std::byte> data) {
   size_t done = 0;
   while (done < data.size()) {
     const std::byte* p = data.data() + done;
     size_t n = data.size() - done;
     off_t pos = static_cast<off_t>(offset + done);
-    int64_t r = co_await submit([=, this](io_uring_sqe* sqe) { io_uring_prep_write(sqe, fd_, p, static_cast<unsigned>(n), pos); },
-                                [=, this] { return static_cast<int64_t>(::pwrite(fd_, p, n, pos)); });
+    int64_t r = co_await submit([=](io_uring_sqe* sqe) { io_uring_prep_write(sqe, fd, p, static_cast<unsigned>(n), pos); },
+                                [=] { return static_cast<int64_t>(::pwrite(fd, p, n, pos)); });
     if (r == -EINTR || r == -EAGAIN) continue;
     if (r < 0) raise(static_cast<int>(-r), "Could not write {} bytes at offset {} of '{}': {}", n, pos, filename_, errno_text(static_cast<int>(-r)));
     if (r == 0) raise(EIO, "Could not write to '{}' at offset {}: no progress", filename_, pos);
@@ -165,38 +174,11 @@ Task<void> FileNode::pwrite_all(uint64_t offset, std::span<const std::byte> data
 }
 
 Task<void> FileNode::read(uint64_t offset, std::span<std::byte> buffer) {
-  if (aligned(offset, buffer.size(), buffer.data())) {
-    co_await pread_all(offset, buffer);
-    co_return;
-  }
-  uint64_t start = align_down(offset, direct_alignment_);
-  uint64_t end = align_up(offset + buffer.size(), direct_alignment_);
-  AlignedBuffer bounce(end - start, direct_alignment_);
-  co_await pread_all(start, bounce.span());
-  std::memcpy(buffer.data(), bounce.data() + (offset - start), buffer.size());
+  co_await pread_all(fd_for(offset, buffer.size(), buffer.data()), offset, buffer);
 }
 
 Task<void> FileNode::write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags) {
-  if (aligned(offset, data.size(), data.data())) {
-    co_await pwrite_all(offset, data);
-  } else if (direct_alignment_ == 1) {
-    co_await pwrite_all(offset, data);
-  } else {
-    // Read-modify-write of the partial blocks; serialised so two such writes
-    // into one block cannot overwrite each other's bytes.
-    auto guard = co_await unaligned_write_lock_.lock();
-    uint64_t start = align_down(offset, direct_alignment_);
-    uint64_t end = align_up(offset + data.size(), direct_alignment_);
-    AlignedBuffer bounce(end - start, direct_alignment_);
-    co_await pread_all(start, bounce.span());
-    std::memcpy(bounce.data() + (offset - start), data.data(), data.size());
-    co_await pwrite_all(start, bounce.span());
-    // The padding must not extend the file past what the caller wrote.
-    if (offset + data.size() < end && is_regular_) {
-      uint64_t old_size = fd_size(fd_);
-      if (old_size == end && ftruncate(fd_, static_cast<off_t>(offset + data.size())) == 0) size_ = offset + data.size();
-    }
-  }
+  co_await pwrite_all(fd_for(offset, data.size(), data.data()), offset, data);
   if (flags.fua || cache_.writethrough) co_await flush();
 }
 

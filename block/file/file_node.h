@@ -1,13 +1,13 @@
 // FileNode: the protocol driver for local files and block devices. Requests go
 // through the loop's io_uring ring, or the thread pool when io_uring is not
-// available. O_DIRECT (cache=none) alignment is handled here with bounce
-// buffers, so format drivers above may issue any offset and length.
+// available. With O_DIRECT (cache=none), requests that are not block aligned
+// go through a second, buffered descriptor of the same file (Linux keeps the
+// two coherent), so format drivers above may issue any offset and length.
 #pragma once
 
 #include <memory>
 #include <string>
 
-#include "base/async/sync.h"
 #include "block/node.h"
 
 namespace keel::block {
@@ -45,19 +45,20 @@ class FileNode final : public BlockNode {
  private:
   FileNode(std::string path, int fd, const FileOptions& options);
 
-  // Whole-buffer transfers at aligned positions (or any position without O_DIRECT).
-  Task<void> pread_all(uint64_t offset, std::span<std::byte> buffer);
-  Task<void> pwrite_all(uint64_t offset, std::span<const std::byte> data);
+  // Whole-buffer transfers through `fd`.
+  Task<void> pread_all(int fd, uint64_t offset, std::span<std::byte> buffer);
+  Task<void> pwrite_all(int fd, uint64_t offset, std::span<const std::byte> data);
+  // The descriptor for a transfer: the O_DIRECT one only when it is aligned for it.
+  int fd_for(uint64_t offset, size_t length, const void* buffer) const;
   Task<int> fallocate(int mode, uint64_t offset, uint64_t length);
   Task<void> write_zero_buffers(uint64_t offset, uint64_t length);
-  bool aligned(uint64_t offset, size_t length, const void* buffer) const;
 
   int fd_;
+  int buffered_fd_;  // == fd_ without O_DIRECT
   uint64_t size_;
   CacheMode cache_;
   bool is_regular_;
   uint32_t direct_alignment_;  // 1 without O_DIRECT
-  CoMutex unaligned_write_lock_;
 };
 
 // A buffer aligned for O_DIRECT, zero-initialised.

@@ -89,8 +89,6 @@ Header parse_header(std::span<const std::byte> head, uint64_t file_size) {
   if (h.refcount_order > 6) raise(EINVAL, "Reference count entry width too large; may not exceed 64 bits");
   if ((h.compression_type != CompressionType::Zlib) != bool(h.incompatible_features & kIncompatCompression))
     raise(EINVAL, "Compression type {} does not match the compression type incompatible feature bit", unsigned(h.compression_type));
-  if (h.incompatible_features & ~kIncompatKnown)
-    raise(ENOTSUP, "Unsupported qcow2 feature(s): {}", unknown_incompatible_features(h));
   if (h.extended_l2() && h.cluster_bits < 14) raise(EINVAL, "Extended L2 entries require clusters of at least 16 KiB");
   if (h.crypt_method > 2) raise(EINVAL, "Unsupported encryption method: {}", h.crypt_method);
 
@@ -135,6 +133,10 @@ Header parse_header(std::span<const std::byte> head, uint64_t file_size) {
       pos += (len + 7) & ~uint64_t{7};
     }
   }
+
+  // Checked once the extensions are known, so the feature name table can name the bits.
+  if (h.incompatible_features & ~kIncompatKnown)
+    raise(ENOTSUP, "Unsupported qcow2 feature(s): {}", unknown_incompatible_features(h));
 
   if (h.backing_file_offset) {
     if (h.backing_file_size > kMaxBackingNameLength) raise(EINVAL, "Backing file name too long");

@@ -37,7 +37,11 @@ Qcow2Node::Qcow2Node(std::unique_ptr<block::BlockNode> file, Header header, cons
   const uint64_t l2_tables_for_disk = std::max<uint64_t>(1, geo_.l1_entries_for(header_.size));
   const uint64_t l2_capacity = std::clamp<uint64_t>(l2_tables_for_disk, 16, std::max<uint64_t>(16, kMaxL2CacheBytes / geo_.cluster_size));
   l2_cache_ = std::make_unique<MetadataCache>(*file_, geo_.cluster_size, l2_capacity);
-  refblock_cache_ = std::make_unique<MetadataCache>(*file_, geo_.cluster_size, std::max<uint64_t>(4, l2_capacity / 4));
+  // Enough refcount blocks to describe the whole disk plus its metadata, within the same memory bound.
+  const uint64_t refcounts_per_block = geo_.cluster_size * 8 / header_.refcount_bits();
+  const uint64_t refblocks_for_disk = div_round_up(div_round_up(header_.size, geo_.cluster_size), refcounts_per_block) * 5 / 4 + 4;
+  const uint64_t refblock_capacity = std::clamp<uint64_t>(refblocks_for_disk, 4, std::max<uint64_t>(4, kMaxL2CacheBytes / 4 / geo_.cluster_size));
+  refblock_cache_ = std::make_unique<MetadataCache>(*file_, geo_.cluster_size, refblock_capacity);
   // A cluster is counted on disk before an L2 table points at it; with lazy
   // refcounts the order is relaxed and the dirty bit covers the gap.
   if (!lazy_refcounts_) l2_cache_->set_dependency(refblock_cache_.get());
@@ -402,6 +406,8 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   const uint64_t host = co_await refcounts_->allocate_clusters(count);
   if (host == 0 || (host < header_.l1_table_offset + uint64_t{header_.l1_size} * 8 && header_.l1_table_offset < host + count * geo_.cluster_size))
     raise_corruption("Preventing invalid write on metadata (overlaps with active L1 table)");
+  // Clusters past the end of the file already read as zeros: no padding needed.
+  const bool beyond_eof = host >= file_->size();
   in_flight_.push_back({first_cluster, count});
   guard.unlock();
 
@@ -409,7 +415,9 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   try {
     const uint64_t head_pad = (offset - first_start) - lo;
     const uint64_t tail_pad = hi - (step_end - last_start);
-    if (first_case == Case::Copy) {
+    if (first_case == Case::Fresh && beyond_eof) {
+      co_await file_->write(host + (offset - first_start), step_data);
+    } else if (first_case == Case::Copy) {
       // One cluster: its old contents under the new data.
       AlignedBuffer merged(geo_.cluster_size);
       const L2Entry& e = old[0];

@@ -1,6 +1,7 @@
 #include "formats/qcow2/refcounts.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "base/endian.h"
@@ -95,10 +96,12 @@ Task<void> Refcounts::add(uint64_t cluster, int64_t delta) {
 Task<uint64_t> Refcounts::allocate_clusters(uint64_t count) {
   uint64_t start = free_hint_;
   uint64_t run = 0;
+  std::optional<uint64_t> first_free;
   while (run < count) {
     const uint64_t c = start + run;
     if (c >= end_cluster_) break;  // everything past the end is free
     if (co_await get(c) == 0) {
+      if (!first_free) first_free = c;
       run++;
     } else {
       start = c + 1;
@@ -109,7 +112,8 @@ Task<uint64_t> Refcounts::allocate_clusters(uint64_t count) {
   // Structures that grow() adds go after this range, never inside it.
   end_cluster_ = std::max(end_cluster_, start + count);
   for (uint64_t i = 0; i < count; i++) co_await add(start + i, 1);
-  if (start == free_hint_) free_hint_ = start + count;
+  // Everything before the first free cluster seen is in use: later searches start there.
+  free_hint_ = (!first_free || *first_free == start) ? start + count : *first_free;
   co_return start << cluster_bits_;
 }
 

@@ -1,0 +1,28 @@
+// Running programs from tests: keel's own tools (from $KEEL_BIN) and the
+// peers they are compared with (qemu-img, qemu-io, ...), capturing output.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace keel::test {
+
+struct RunResult {
+  int status = -1;  // exit status, or 128+signal
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] (searched in PATH) with the given arguments; never uses a shell.
+RunResult run(const std::vector<std::string>& argv, const std::string& stdin_data = "");
+
+// Path of a keel program built alongside the tests ("keel-img" -> $KEEL_BIN/keel-img).
+std::string keel_bin(const std::string& name);
+
+// run() for a keel program: run_keel({"keel-img", "info", f}).
+RunResult run_keel(std::vector<std::string> argv);
+
+// True if `program` is on PATH.
+bool have_program(const std::string& program);
+
+}  // namespace keel::test
