@@ -23,10 +23,10 @@ Task<std::unique_ptr<BlockNode>> open_image(const std::string& filename, const O
   const FormatDriver* driver = nullptr;
   if (options.format) {
     driver = find_format(*options.format);
-    if (!driver) raise(EINVAL, "Unknown driver '{}'", *options.format);
+    if (!driver) raise(EINVAL, "Could not open '{}': Unknown driver '{}'", filename, *options.format);
   }
-  std::unique_ptr<BlockNode> file = open_file(filename, options);
   try {
+    std::unique_ptr<BlockNode> file = open_file(filename, options);
     if (!driver) {
       std::vector<std::byte> head(std::min<uint64_t>(file->size(), 4096));
       co_await file->read(0, head);

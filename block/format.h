@@ -20,6 +20,8 @@ struct OpenOptions {
   bool writable = false;
   bool force_share = false;
   CacheMode cache;
+  // Opened by `check -r`: images marked corrupt or dirty open as they are, for repair.
+  bool for_repair = false;
 };
 
 struct CreateRequest {

@@ -67,6 +67,8 @@ void pretty(std::string& out, const nlohmann::ordered_json& v, int indent) {
       out += i + 1 < v.size() ? ",\n" : "\n";
     }
     out += fmt::format("{:{}}]", "", indent);
+  } else if (v.is_object() || v.is_array()) {
+    out += fmt::format("{}\n{:{}}{}", v.is_object() ? '{' : '[', "", indent, v.is_object() ? '}' : ']');
   } else {
     out += v.dump();
   }
@@ -81,7 +83,7 @@ std::string format_json_pretty(const nlohmann::ordered_json& value) {
 }
 
 nlohmann::ordered_json image_info(const BlockNode& node) {
-  nlohmann::ordered_json specific;
+  nlohmann::ordered_json specific = nlohmann::ordered_json::object();
   node.describe(specific);
   nlohmann::ordered_json info;
   auto take = [&](const char* key) {

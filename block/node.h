@@ -45,6 +45,8 @@ class BlockNode {
   // Writes whole clusters compressed (qcow2 -c). Formats without compression raise ENOTSUP.
   virtual bool supports_compressed_writes() const { return false; }
   virtual uint64_t cluster_size() const { return 0; }
+  // The smallest unit the format allocates (a subcluster with extended L2); 0 if none.
+  virtual uint64_t allocation_granularity() const { return cluster_size(); }
   virtual Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data);
 
   // True when a freshly created node reads as zeros everywhere, so a copy

@@ -201,12 +201,7 @@ Task<void> FileNode::write_zero_buffers(uint64_t offset, uint64_t length) {
 
 Task<void> FileNode::write_zeroes(uint64_t offset, uint64_t length, ZeroFlags flags) {
   if (length == 0) co_return;
-  if (offset >= size_ && is_regular_) {
-    // Growing a file produces zeros without writing them.
-    if (::ftruncate(fd_, static_cast<off_t>(offset + length)) < 0) raise_errno(errno, "ftruncate");
-    size_ = offset + length;
-    co_return;
-  }
+  // fallocate() never shrinks the file, so this is safe while other requests extend it.
   int r = -EOPNOTSUPP;
   if (is_regular_ && flags.may_unmap && offset + length <= size_)
     r = co_await fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);

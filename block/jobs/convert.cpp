@@ -27,9 +27,7 @@ bool is_zero(const std::byte* p, size_t n) {
 }
 
 struct Chunk {
-  uint64_t target_offset;
-  BlockNode* source;
-  uint64_t source_offset;
+  uint64_t offset;  // in the concatenation of the sources, which is also the target offset
   uint64_t length;
   bool zero;
   uint64_t sequence;
@@ -40,9 +38,11 @@ class ConvertJob {
   ConvertJob(const std::vector<BlockNode*>& sources, BlockNode& target, const ConvertOptions& options)
       : sources_(sources), target_(target), options_(options) {
     for (BlockNode* s : sources_) total_ += s->size();
-    // Work in units that do not split target clusters, so qcow2 targets get whole-cluster writes.
-    unit_ = std::max<uint64_t>({options.sparse_size, target.cluster_size(), 512});
-    if (options.compress) unit_ = target.cluster_size();
+    // Zeros are detected in units of the sparse size, as qemu does; chunks
+    // end on target cluster boundaries so workers rarely share a cluster.
+    // Compressed output is written in whole clusters.
+    unit_ = options.compress ? target.cluster_size() : std::max<uint64_t>(options.sparse_size, 512);
+    chunk_align_ = std::max(unit_, target.cluster_size());
   }
 
   Task<void> run() {
@@ -55,40 +55,54 @@ class ConvertJob {
   }
 
  private:
-  // Claims the next chunk; false when the source is exhausted or a worker failed.
+  // The source holding byte `offset` of the concatenation, and the offset within it.
+  std::pair<BlockNode*, uint64_t> locate(uint64_t offset) const {
+    for (BlockNode* s : sources_) {
+      if (offset < s->size()) return {s, offset};
+      offset -= s->size();
+    }
+    return {nullptr, 0};
+  }
+
+  // Reads [offset, offset + out.size()) of the concatenation, across sources if need be.
+  Task<void> read(uint64_t offset, std::span<std::byte> out) {
+    uint64_t done = 0;
+    while (done < out.size()) {
+      auto [source, local] = locate(offset + done);
+      const uint64_t n = std::min<uint64_t>(out.size() - done, source->size() - local);
+      co_await source->read(local, out.subspan(done, n));
+      done += n;
+    }
+  }
+
+  // Claims the next chunk; false when the sources are exhausted or a worker failed.
   Task<bool> claim(Chunk& chunk) {
     auto guard = co_await claim_lock_.lock();
-    while (source_index_ < sources_.size() && source_offset_ >= sources_[source_index_]->size()) {
-      source_index_++;
-      source_offset_ = 0;
-    }
-    if (failed_ || source_index_ >= sources_.size()) co_return false;
-    BlockNode* source = sources_[source_index_];
-    const uint64_t offset = source_offset_;
-    const uint64_t remaining = source->size() - offset;
+    if (failed_ || position_ >= total_) co_return false;
+    auto [source, local] = locate(position_);
+    const uint64_t in_source = source->size() - local;
     BlockStatus st;
     if (options_.sparse_size == 0) {
       st.data = true;
-      st.length = std::min(remaining, kChunkSize);
+      st.length = std::min(in_source, kChunkSize);
     } else {
-      st = co_await source->block_status(offset, std::min(remaining, kMaxZeroChunk));
-      st.length = std::clamp<uint64_t>(st.length, 1, remaining);
+      st = co_await source->block_status(local, std::min(in_source, kMaxZeroChunk));
+      st.length = std::clamp<uint64_t>(st.length, 1, in_source);
     }
-    uint64_t length;
-    bool zero = st.zero && !st.data;
-    if (zero && offset % unit_ == 0) {
-      length = st.length == remaining ? remaining : align_down(st.length, unit_);
-      if (length == 0) zero = false;
-    } else {
-      zero = false;
+    uint64_t length = 0;
+    bool zero = st.zero && !st.data && position_ % unit_ == 0;
+    if (zero) {
+      // A zero run may end mid-unit only at the very end; elsewhere the rest
+      // of the unit (possibly from the next source) is copied as data.
+      length = position_ + st.length == total_ ? st.length : align_down(st.length, unit_);
+      zero = length > 0;
     }
     if (!zero) {
-      length = std::min(std::min(st.length, kChunkSize), remaining);
-      length = std::min(align_up(offset + length, unit_) - offset, remaining);
-      length = std::min(length, std::max(kChunkSize, unit_));
+      length = std::min(st.length, kChunkSize);
+      const uint64_t aligned_end = align_up(position_ + length, chunk_align_);
+      length = std::min(aligned_end - position_ <= kChunkSize ? aligned_end : align_up(position_ + length, unit_), total_) - position_;
     }
-    chunk = Chunk{position_, source, offset, length, zero, next_sequence_++};
-    source_offset_ += length;
+    chunk = Chunk{position_, length, zero, next_sequence_++};
     position_ += length;
     co_return true;
   }
@@ -105,13 +119,20 @@ class ConvertJob {
     turn_.notify_all();
   }
 
-  Task<void> write_data(uint64_t offset, std::span<const std::byte> data) {
+  Task<void> write_data(uint64_t offset, std::span<std::byte> data) {
     if (options_.compress) {
       const uint64_t cluster = target_.cluster_size();
       TaskGroup group;
       for (uint64_t pos = 0; pos < data.size(); pos += cluster) {
-        auto piece = data.subspan(pos, std::min<uint64_t>(cluster, data.size() - pos));
-        if (is_zero(piece.data(), piece.size()) && zero_target()) continue;
+        // The last cluster is padded with zeros up to the target's end (the
+        // buffer is zero beyond the data read).
+        const uint64_t length = std::min<uint64_t>(cluster, target_.size() - (offset + pos));
+        auto piece = data.subspan(pos, length);
+        // A zero cluster is not worth compressing: skip or zero it (unless -S 0).
+        if (options_.sparse_size && is_zero(piece.data(), piece.size())) {
+          if (!zero_target()) group.spawn(target_.write_zeroes(offset + pos, length, ZeroFlags{.may_unmap = true}));
+          continue;
+        }
         group.spawn(target_.write_compressed(offset + pos, piece));
       }
       co_await group.join();
@@ -148,13 +169,14 @@ class ConvertJob {
       while (co_await claim(chunk)) {
         if (chunk.zero) {
           co_await wait_turn(chunk.sequence);
-          if (!zero_target()) co_await target_.write_zeroes(chunk.target_offset, chunk.length, ZeroFlags{.may_unmap = true});
+          if (!zero_target()) co_await target_.write_zeroes(chunk.offset, chunk.length, ZeroFlags{.may_unmap = true});
           end_turn();
         } else {
           auto data = buffer.span(0, chunk.length);
-          co_await chunk.source->read(chunk.source_offset, data);
+          co_await read(chunk.offset, data);
+          if (options_.compress) std::memset(buffer.data() + chunk.length, 0, buffer.size() - chunk.length);
           co_await wait_turn(chunk.sequence);
-          co_await write_data(chunk.target_offset, data);
+          co_await write_data(chunk.offset, options_.compress ? buffer.span(0, align_up(chunk.length, unit_)) : data);
           end_turn();
         }
         done_ += chunk.length;
@@ -176,8 +198,7 @@ class ConvertJob {
   const ConvertOptions& options_;
   uint64_t total_ = 0;
   uint64_t unit_ = 4096;
-  size_t source_index_ = 0;
-  uint64_t source_offset_ = 0;
+  uint64_t chunk_align_ = 4096;
   uint64_t position_ = 0;
   uint64_t next_sequence_ = 0;
   uint64_t written_sequence_ = 0;
@@ -192,7 +213,7 @@ class ConvertJob {
 Task<void> convert(const std::vector<BlockNode*>& sources, BlockNode& target, const ConvertOptions& options) {
   uint64_t total = 0;
   for (BlockNode* s : sources) total += s->size();
-  if (target.size() < total) raise(EINVAL, "The target is smaller than the source ({} < {} bytes)", target.size(), total);
+  if (target.size() < total) raise(EINVAL, "output file is smaller than input file");
   ConvertJob job(sources, target, options);
   co_await job.run();
 }

@@ -51,8 +51,8 @@ struct Walk {
 // Counts an L1 table, its L2 tables and their data clusters. Fragmentation
 // statistics come from the active table only.
 Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool fix_entries) {
-  uint64_t next_contiguous = 0;
   for (uint64_t i = 0; i < l1.size(); i++) {
+    uint64_t next_contiguous = 0;  // per L2 table, as qemu counts fragmentation
     const uint64_t l2_offset = l1[i] & kOffsetMask;
     if (!l2_offset) continue;
     if (l2_offset & (w.geo.cluster_size - 1)) {
@@ -151,95 +151,85 @@ Task<void> count_references(Walk& w, bool fix_entries) {
   }
 }
 
-uint64_t count_refcount_structures(Qcow2Node& node, ReferenceCounter& refs) {
+// Counts the refcount table and blocks; returns false if a table entry is
+// unusable, which means the structures must be rebuilt.
+bool count_refcount_structures(Qcow2Node& node, ReferenceCounter& refs, CheckResult& result) {
   const Header& h = node.header();
   refs.add(h.refcount_table_offset, uint64_t{h.refcount_table_clusters} << h.cluster_bits, "Refcount table");
-  uint64_t bad = 0;
-  for (uint64_t entry : node.refcounts().table()) {
-    const uint64_t offset = entry & kOffsetMask;
+  bool usable = true;
+  const auto& table = node.refcounts().table();
+  for (uint64_t i = 0; i < table.size(); i++) {
+    const uint64_t offset = table[i] & kOffsetMask;
     if (!offset) continue;
     if (offset & (h.cluster_size() - 1)) {
-      bad++;
+      result.messages.push_back(fmt::format("ERROR refcount block {} is not cluster aligned; refcount table entry corrupted", i));
+      result.corruptions++;
+      usable = false;
       continue;
     }
-    if (!refs.add(offset, h.cluster_size(), "Refcount block")) bad++;
+    if (!refs.add(offset, h.cluster_size(), "Refcount block")) usable = false;
   }
-  return bad;
+  return usable;
 }
 
-Task<CheckResult> check_once(Qcow2Node& node, CheckFix fix) {
-  CheckResult result;
+// Every reference in the image, refcount structures included.
+Task<std::vector<uint64_t>> calculate_refcounts(Qcow2Node& node, CheckResult& result, bool fix_entries, bool& rebuild) {
   const Geometry& geo = node.geometry();
-  const uint64_t file_size = node.file_node().size();
-  const uint64_t nb_clusters = div_round_up(file_size, geo.cluster_size);
-  result.total_clusters = div_round_up(node.header().size, geo.cluster_size);
+  ReferenceCounter refs(div_round_up(node.file_node().size(), geo.cluster_size), geo.cluster_bits, result);
+  Walk walk{node, geo, refs, result, node.file_node().size()};
+  co_await count_references(walk, fix_entries);
+  if (!count_refcount_structures(node, refs, result)) rebuild = true;
+  co_return std::move(refs.counts());
+}
 
-  ReferenceCounter refs(nb_clusters, geo.cluster_bits, result);
-  Walk walk{node, geo, refs, result, file_size};
-  co_await count_references(walk, fix == CheckFix::All);
-  const std::vector<uint64_t> without_refcount_structures = refs.counts();
-  const uint64_t bad_refblocks = count_refcount_structures(node, refs);
-  if (bad_refblocks) result.corruptions += bad_refblocks;
-  std::vector<uint64_t>& counts = refs.counts();
-
+// Compares stored refcounts with the references found, as qemu's
+// compare_refcounts(): reports each mismatch, repairs what `fix` allows, and
+// flags a rebuild where a referenced cluster has no refcount at all.
+Task<void> compare_refcounts(Qcow2Node& node, CheckResult& result, CheckFix fix, const std::vector<uint64_t>& counts,
+                             bool& rebuild, uint64_t& highest) {
   Refcounts& refcounts = node.refcounts();
-  bool rebuild = bad_refblocks > 0;
-  uint64_t highest = 0;
-  std::vector<std::pair<uint64_t, int64_t>> leak_fixes;
-  for (uint64_t c = 0; c < nb_clusters; c++) {
+  for (uint64_t c = 0; c < counts.size(); c++) {
     uint64_t stored = 0;
     try {
       stored = co_await refcounts.get(c);
     } catch (const Corruption& e) {
-      result.messages.push_back(fmt::format("ERROR {}", e.message()));
-      result.corruptions++;
-      rebuild = true;
-      break;
+      result.messages.push_back(fmt::format("Can't get refcount for cluster {}: {}", c, e.message()));
+      result.check_errors++;
+      continue;
     }
     const uint64_t reference = counts[c];
     if (stored || reference) highest = c;
     if (stored == reference) continue;
     const bool leak = stored > reference;
+    bool fixing = false;
     if (stored == 0) rebuild = true;
-    const bool fixing = (leak && fix != CheckFix::None && stored != 0) || (!leak && fix == CheckFix::All);
+    else if (leak && fix != CheckFix::None) fixing = true;
+    else if (!leak && fix == CheckFix::All) fixing = true;
     result.messages.push_back(fmt::format("{} cluster {} refcount={} reference={}", fixing ? "Repairing" : leak ? "Leaked" : "ERROR", c, stored, reference));
     if (fixing) {
-      if (leak) {
-        result.leaks_fixed++;
-        leak_fixes.emplace_back(c, -static_cast<int64_t>(stored - reference));
-      } else {
-        result.corruptions_fixed++;
-        rebuild = true;
-      }
+      co_await refcounts.add(c, static_cast<int64_t>(reference) - static_cast<int64_t>(stored));
+      (leak ? result.leaks_fixed : result.corruptions_fixed)++;
       continue;
     }
-    if (leak) result.leaks++;
-    else result.corruptions++;
+    (leak ? result.leaks : result.corruptions)++;
   }
-  result.image_end_offset = (highest + 1) * geo.cluster_size;
+  if (fix != CheckFix::None) co_await node.flush_metadata();
+}
 
-  if (fix == CheckFix::All && (rebuild || result.corruptions_fixed)) {
-    co_await node.rebuild_refcounts(without_refcount_structures);
-    if (!result.corruptions_fixed) result.corruptions_fixed = result.corruptions;
-    result.corruptions = 0;
-    result.leaks_fixed += result.leaks;
-    result.leaks = 0;
-  } else if (!leak_fixes.empty()) {
-    for (auto [c, delta] : leak_fixes) co_await refcounts.add(c, delta);
-    co_await node.flush_metadata();
-  }
-
-  // COPIED must be set exactly where the refcount is 1.
-  const bool fix_copied = fix == CheckFix::All;
-  std::vector<uint64_t> l1 = node.l1_table();
+// COPIED must be set exactly where the refcount is 1 (qemu's check_oflag_copied).
+Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix) {
+  const Geometry& geo = node.geometry();
+  Refcounts& refcounts = node.refcounts();
+  const uint64_t nb_clusters = div_round_up(node.file_node().size(), geo.cluster_size);
+  const bool repair = fix == CheckFix::All;
+  const std::vector<uint64_t> l1 = node.l1_table();
   for (uint64_t i = 0; i < l1.size(); i++) {
     const uint64_t l2_offset = l1[i] & kOffsetMask;
     if (!l2_offset || (l2_offset & (geo.cluster_size - 1)) || (l2_offset >> geo.cluster_bits) >= nb_clusters) continue;
     const uint64_t rc = co_await refcounts.get(l2_offset >> geo.cluster_bits);
     if ((rc == 1) != bool(l1[i] & kFlagCopied)) {
-      result.messages.push_back(fmt::format("{} OFLAG_COPIED L2 cluster: l1_index={} l1_entry={:x} refcount={}",
-                                            fix_copied ? "Repairing" : "ERROR", i, l1[i], rc));
-      if (fix_copied) {
+      result.messages.push_back(fmt::format("{} OFLAG_COPIED L2 cluster: l1_index={} l1_entry={:x} refcount={}", repair ? "Repairing" : "ERROR", i, l1[i], rc));
+      if (repair) {
         co_await node.set_l1_entry(i, rc == 1 ? (l1[i] | kFlagCopied) : (l1[i] & ~kFlagCopied));
         result.corruptions_fixed++;
       } else {
@@ -257,8 +247,8 @@ Task<CheckResult> check_once(Qcow2Node& node, CheckFix fix) {
       if ((host & (geo.cluster_size - 1)) || (host >> geo.cluster_bits) >= nb_clusters) continue;
       const uint64_t data_rc = co_await refcounts.get(host >> geo.cluster_bits);
       if ((data_rc == 1) != e.copied()) {
-        result.messages.push_back(fmt::format("{} OFLAG_COPIED data cluster: l2_entry={:x} refcount={}", fix_copied ? "Repairing" : "ERROR", word, data_rc));
-        if (fix_copied) {
+        result.messages.push_back(fmt::format("{} OFLAG_COPIED data cluster: l2_entry={:x} refcount={}", repair ? "Repairing" : "ERROR", word, data_rc));
+        if (repair) {
           store_be<uint64_t>(p, data_rc == 1 ? (word | kFlagCopied) : (word & ~kFlagCopied));
           table.mark_dirty();
           result.corruptions_fixed++;
@@ -268,14 +258,67 @@ Task<CheckResult> check_once(Qcow2Node& node, CheckFix fix) {
       }
     }
   }
-  if (fix != CheckFix::None) co_await node.flush_metadata();
+  if (repair) co_await node.flush_metadata();
+}
+
+Task<CheckResult> check_refcounts(Qcow2Node& node, CheckFix fix) {
+  CheckResult result;
+  const Geometry& geo = node.geometry();
+  result.total_clusters = div_round_up(node.header().size, geo.cluster_size);
+  bool rebuild = false;
+  std::vector<uint64_t> counts = co_await calculate_refcounts(node, result, fix == CheckFix::All, rebuild);
+
+  // First report only; repair afterwards from the same starting point.
+  const CheckResult before_compare = result;
+  uint64_t highest = 0;
+  co_await compare_refcounts(node, result, CheckFix::None, counts, rebuild, highest);
+
+  if (rebuild && fix == CheckFix::All) {
+    const CheckResult old = result;
+    result.messages.push_back("Rebuilding refcount structure");
+    // The new structures go after everything in use, the old ones included;
+    // those are then unreferenced and freed as leaks.
+    co_await node.rebuild_refcounts(counts);
+    result.corruptions = 0;
+    result.leaks = 0;
+    bool again = false;
+    CheckResult scratch;
+    counts = co_await calculate_refcounts(node, scratch, false, again);
+    scratch.messages.clear();
+    highest = 0;
+    co_await compare_refcounts(node, scratch, CheckFix::Leaks, counts, again, highest);
+    result.messages.insert(result.messages.end(), scratch.messages.begin(), scratch.messages.end());
+    result.corruptions_fixed += old.corruptions;
+    result.leaks_fixed += old.leaks;
+    result.leaks += scratch.leaks;
+  } else if (fix != CheckFix::None) {
+    if (rebuild) {
+      result.messages.push_back("ERROR need to rebuild refcount structures");
+      result.check_errors++;
+      result.failure = EIO;
+      co_return result;
+    }
+    if (result.leaks || result.corruptions) {
+      std::vector<std::string> messages = std::move(result.messages);
+      result = before_compare;
+      result.messages = std::move(messages);
+      highest = 0;
+      co_await compare_refcounts(node, result, fix, counts, rebuild, highest);
+    }
+  }
+  co_await check_copied_flags(node, result, fix);
+  result.image_end_offset = (highest + 1) * geo.cluster_size;
   co_return result;
 }
 
 }  // namespace
 
 Task<CheckResult> check_image(Qcow2Node& node, CheckFix fix) {
-  co_return co_await check_once(node, fix);
+  CheckResult result = co_await check_refcounts(node, fix);
+  // A repaired image is consistent again: clear the dirty and corrupt bits, as qemu does.
+  if (fix != CheckFix::None && !result.failure && !result.check_errors && !result.corruptions)
+    co_await node.update_incompatible_features(0, kIncompatDirty | kIncompatCorrupt);
+  co_return result;
 }
 
 }  // namespace keel::qcow2

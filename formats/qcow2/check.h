@@ -29,6 +29,9 @@ struct CheckResult {
   uint64_t compressed_clusters = 0;
   // Per-problem lines as qemu prints them on stderr ("ERROR cluster 5 refcount=0 reference=1").
   std::vector<std::string> messages;
+  // Non-zero (an errno) when the check could not complete, e.g. a rebuild
+  // was needed but only leaks were to be repaired.
+  int failure = 0;
 };
 
 Task<CheckResult> check_image(Qcow2Node& node, CheckFix fix);

@@ -41,7 +41,7 @@ Task<void> create_image(const CreateRequest& request) {
   uint32_t version;
   if (compat == "0.10" || compat == "v2") version = 2;
   else if (compat == "1.1" || compat == "v3") version = 3;
-  else raise(EINVAL, "Invalid compatibility level: '{}'", compat);
+  else raise(EINVAL, "Parameter 'version' does not accept value '{}'", compat);
   const bool lazy = o.get_bool("lazy_refcounts").value_or(false);
   const bool extended_l2 = o.get_bool("extended_l2").value_or(false);
   const uint64_t refcount_bits = o.get_number("refcount_bits").value_or(16);
@@ -49,7 +49,7 @@ Task<void> create_image(const CreateRequest& request) {
     raise(EINVAL, "Refcount width must be a power of two and may not exceed 64 bits");
   const std::string compression = o.get("compression_type").value_or("zlib");
   if (compression != "zlib" && compression != "zstd")
-    raise(EINVAL, "Parameter 'compression_type' does not accept value '{}'", compression);
+    raise(EINVAL, "Parameter 'compression-type' does not accept value '{}'", compression);
   Preallocation prealloc = Preallocation::Off;
   if (auto p = o.get("preallocation")) {
     auto parsed = parse_preallocation(*p);

@@ -59,7 +59,7 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
     }
   }
   Header header = parse_header(head, file_size);
-  if (options.writable && (header.incompatible_features & kIncompatCorrupt))
+  if (options.writable && !options.for_repair && (header.incompatible_features & kIncompatCorrupt))
     raise(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
 
   std::unique_ptr<Qcow2Node> node(new Qcow2Node(std::move(file), std::move(header), options));
@@ -86,7 +86,7 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
 
   if (options.writable) {
     if (node->io_refusal_) raise(ENOTSUP, "{}", *node->io_refusal_);
-    if (h.incompatible_features & kIncompatDirty) {
+    if ((h.incompatible_features & kIncompatDirty) && !options.for_repair) {
       // Refcounts may be stale after a crash with lazy refcounts: rebuild them.
       co_await check_image(*node, CheckFix::All);
       co_await node->update_incompatible_features(0, kIncompatDirty);
@@ -325,11 +325,13 @@ Task<void> Qcow2Node::mark_dirty_for_lazy_refcounts() {
   co_await update_incompatible_features(kIncompatDirty, 0);
 }
 
-// Writes as much of `data` (at guest `offset`) as falls into one of three
+// Writes as much of `data` (at guest `offset`) as falls into one of four
 // cases, and returns how many bytes that was:
 //  1. clusters already allocated to this image alone: write in place;
 //  2. clusters with no host cluster: allocate a contiguous run and write;
-//  3. one cluster that needs a copy first (compressed, shared with a
+//  3. one cluster of this image's own with extended L2, where some written
+//     subclusters are not allocated yet: write them in place, then mark them;
+//  4. one cluster that needs a copy first (compressed, shared with a
 //     snapshot, or zeroed with its host cluster kept): merge and rewrite.
 Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte> data) {
   auto guard = co_await meta_lock_.lock();
@@ -341,7 +343,7 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   co_await mark_dirty_for_lazy_refcounts();
   auto table = co_await get_l2(l1_index, true);
 
-  enum class Case { InPlace, Fresh, Copy };
+  enum class Case { InPlace, Fresh, Subclusters, Copy };
   auto classify = [&](uint64_t cluster) -> Case {
     const L2Entry e = load_entry(table, geo_.l2_index(cluster << geo_.cluster_bits));
     const ClusterKind kind = e.kind(geo_);
@@ -351,7 +353,7 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
       const uint64_t lo = std::max(offset, start) - start;
       const uint64_t hi = std::min(end, start + geo_.cluster_size) - start;
       const uint64_t mask = subcluster_mask(geo_, lo, hi);
-      return (e.bitmap & mask) == mask ? Case::InPlace : Case::Copy;
+      return (e.bitmap & mask) == mask ? Case::InPlace : Case::Subclusters;
     }
     if (kind == ClusterKind::Unallocated || kind == ClusterKind::ZeroPlain) return Case::Fresh;
     return Case::Copy;
@@ -359,7 +361,7 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
 
   const Case first_case = classify(first_cluster);
   uint64_t run_end = first_cluster + 1;
-  if (first_case != Case::Copy) {
+  if (first_case == Case::InPlace || first_case == Case::Fresh) {
     while (run_end <= last_cluster && classify(run_end) == first_case) {
       if (first_case == Case::InPlace) {
         // In-place runs continue only while host clusters are contiguous.
@@ -379,6 +381,39 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
     const uint64_t host = load_entry(table, geo_.l2_index(offset)).host_offset() + geo_.cluster_offset_in(offset);
     guard.unlock();
     co_await file_->write(host, step_data);
+    co_return length;
+  }
+
+  if (first_case == Case::Subclusters) {
+    const uint64_t start = first_cluster << geo_.cluster_bits;
+    const uint64_t index = geo_.l2_index(start);
+    const L2Entry e = load_entry(table, index);
+    check_data_offset(e.host_offset(), table.offset(), index);
+    // Edge subclusters that held no data are written whole: zeros around the new bytes.
+    const uint64_t lo = offset - start;
+    const uint64_t hi = step_end - start;
+    const unsigned first_sc = static_cast<unsigned>(lo / geo_.subcluster_size);
+    const unsigned last_sc = static_cast<unsigned>((hi - 1) / geo_.subcluster_size);
+    const uint64_t write_lo = subcluster_kind(e, geo_, first_sc) == SubclusterKind::Data ? lo : first_sc * geo_.subcluster_size;
+    const uint64_t write_hi = subcluster_kind(e, geo_, last_sc) == SubclusterKind::Data ? hi : (last_sc + 1) * geo_.subcluster_size;
+    AlignedBuffer padded(write_hi - write_lo);
+    std::memcpy(padded.data() + (lo - write_lo), step_data.data(), length);
+    in_flight_.push_back({first_cluster, 1});
+    guard.unlock();
+    std::exception_ptr error;
+    try {
+      co_await file_->write(e.host_offset() + write_lo, padded.span());
+    } catch (...) {
+      error = std::current_exception();
+    }
+    guard = co_await meta_lock_.lock();
+    end_in_flight(first_cluster);
+    if (error) std::rethrow_exception(error);
+    table = co_await get_l2(l1_index, true);
+    L2Entry now = load_entry(table, index);
+    const uint64_t alloc = subcluster_mask(geo_, lo, hi);
+    now.bitmap = (now.bitmap | alloc) & ~(alloc << 32);
+    store_entry(table, index, now);
     co_return length;
   }
 
@@ -406,8 +441,6 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   const uint64_t host = co_await refcounts_->allocate_clusters(count);
   if (host == 0 || (host < header_.l1_table_offset + uint64_t{header_.l1_size} * 8 && header_.l1_table_offset < host + count * geo_.cluster_size))
     raise_corruption("Preventing invalid write on metadata (overlaps with active L1 table)");
-  // Clusters past the end of the file already read as zeros: no padding needed.
-  const bool beyond_eof = host >= file_->size();
   in_flight_.push_back({first_cluster, count});
   guard.unlock();
 
@@ -415,9 +448,7 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   try {
     const uint64_t head_pad = (offset - first_start) - lo;
     const uint64_t tail_pad = hi - (step_end - last_start);
-    if (first_case == Case::Fresh && beyond_eof) {
-      co_await file_->write(host + (offset - first_start), step_data);
-    } else if (first_case == Case::Copy) {
+    if (first_case == Case::Copy) {
       // One cluster: its old contents under the new data.
       AlignedBuffer merged(geo_.cluster_size);
       const L2Entry& e = old[0];
@@ -431,24 +462,14 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
       }
       std::memcpy(merged.data() + (offset - first_start), step_data.data(), length);
       co_await file_->write(host, merged.span());
-    } else if (head_pad == 0 && tail_pad == 0) {
-      co_await file_->write(host + lo, step_data);
-    } else if (count == 1 || length <= 2 * geo_.cluster_size) {
-      AlignedBuffer padded(head_pad + length + tail_pad);
-      std::memcpy(padded.data() + head_pad, step_data.data(), length);
-      co_await file_->write(host + lo, padded.span());
     } else {
-      // Pad the edge clusters separately and write the middle from the caller's buffer.
-      const uint64_t head_len = geo_.cluster_size - (offset - first_start);
-      AlignedBuffer head(head_pad + head_len);
-      std::memcpy(head.data() + head_pad, step_data.data(), head_len);
-      const uint64_t tail_len = step_end - last_start;
-      AlignedBuffer tail(tail_len + tail_pad);
-      std::memcpy(tail.data(), step_data.data() + length - tail_len, tail_len);
+      // The caller's data goes straight to the new clusters; the rest of the
+      // edge clusters is zeroed in the file (allocated, without writing zero
+      // buffers), as qemu's copy-on-write does for clusters with nothing below.
       TaskGroup group;
-      group.spawn(file_->write(host + lo, head.span()));
-      group.spawn(file_->write(host + geo_.cluster_size, step_data.subspan(head_len, length - head_len - tail_len)));
-      group.spawn(file_->write(host + (count - 1) * geo_.cluster_size, tail.span()));
+      group.spawn(file_->write(host + (offset - first_start), step_data));
+      if (head_pad) group.spawn(file_->write_zeroes(host + lo, head_pad, {}));
+      if (tail_pad) group.spawn(file_->write_zeroes(host + (step_end - first_start), tail_pad, {}));
       co_await group.join();
     }
   } catch (...) {
@@ -501,7 +522,8 @@ Task<uint64_t> Qcow2Node::zero_step(uint64_t offset, uint64_t length, bool unmap
   const uint64_t l1_index = geo_.l1_index(offset);
   const uint64_t end = std::min(offset + length, (l1_index + 1) * geo_.bytes_per_l2());
   const uint64_t first_cluster = offset >> geo_.cluster_bits;
-  const uint64_t count = (end - offset) >> geo_.cluster_bits;
+  // The disk's last cluster may be partial; it still counts.
+  const uint64_t count = div_round_up(end - offset, geo_.cluster_size);
   co_await wait_in_flight(first_cluster, count, guard);
   auto table = co_await get_l2(l1_index, false);
   if (!table) co_return end - offset;  // nothing allocated: already reads as zeros
@@ -730,6 +752,7 @@ Task<void> Qcow2Node::truncate(uint64_t size, block::Preallocation prealloc) {
 Task<void> Qcow2Node::preallocate(block::Preallocation mode) {
   if (mode == block::Preallocation::Off) co_return;
   // Map every cluster, one L2 table's worth at a time, to contiguous host clusters.
+  uint64_t last_cluster = 0;
   for (uint64_t pos = 0; pos < header_.size;) {
     auto guard = co_await meta_lock_.lock();
     const uint64_t l1_index = geo_.l1_index(pos);
@@ -741,17 +764,22 @@ Task<void> Qcow2Node::preallocate(block::Preallocation mode) {
       store_entry(table, geo_.l2_index(pos) + i, L2Entry{(host + i * geo_.cluster_size) | kFlagCopied, geo_.extended_l2 ? kAllSubclustersAllocated : 0});
     guard.unlock();
     const uint64_t bytes = count * geo_.cluster_size;
+    last_cluster = host + bytes - geo_.cluster_size;
     if (mode == block::Preallocation::Full) {
       AlignedBuffer zeros(std::min<uint64_t>(bytes, 4ull << 20));
       for (uint64_t done = 0; done < bytes; done += zeros.size())
         co_await file_->write(host + done, zeros.span(0, std::min<uint64_t>(zeros.size(), bytes - done)));
+    } else if (file_->size() < host + bytes) {
+      // The data clusters are at the end of the file: grow it, reserving the space for falloc.
+      co_await file_->truncate(host + bytes, mode == block::Preallocation::Falloc ? block::Preallocation::Falloc : block::Preallocation::Off);
     } else if (mode == block::Preallocation::Falloc) {
       co_await file_->write_zeroes(host, bytes, {});
-    } else if (file_->size() < host + bytes) {
-      co_await file_->truncate(host + bytes, block::Preallocation::Off);
     }
     pos = end;
   }
+  // As qemu does, the last cluster takes space in the file even with metadata
+  // preallocation, so the file really covers every mapped cluster.
+  if (mode == block::Preallocation::Metadata && header_.size) co_await file_->write_zeroes(last_cluster, geo_.cluster_size, {});
   auto guard = co_await meta_lock_.lock();
   co_await flush_metadata();
 }

@@ -36,6 +36,7 @@ class Qcow2Node final : public block::BlockNode {
   Task<void> truncate(uint64_t size, block::Preallocation prealloc) override;
   bool supports_compressed_writes() const override { return true; }
   uint64_t cluster_size() const override { return geo_.cluster_size; }
+  uint64_t allocation_granularity() const override { return geo_.subcluster_size; }
   Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data) override;
   bool has_zero_init() const override { return true; }
   void describe(nlohmann::ordered_json& info) const override;

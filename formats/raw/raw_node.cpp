@@ -1,6 +1,7 @@
 #include "formats/raw/raw_node.h"
 
 #include "base/error.h"
+#include "base/units.h"
 
 namespace keel::raw {
 
@@ -15,7 +16,9 @@ class RawNode final : public BlockNode {
   }
 
   std::string_view format_name() const override { return "raw"; }
-  uint64_t size() const override { return file_->size(); }
+  // Disks are whole 512-byte sectors: a file's partial last sector reads as
+  // zeros beyond its end, as in qemu.
+  uint64_t size() const override { return align_up(file_->size(), 512); }
   uint32_t request_alignment() const override { return file_->request_alignment(); }
 
   Task<void> read(uint64_t offset, std::span<std::byte> buffer) override {
@@ -68,7 +71,8 @@ Task<void> create(const CreateRequest& request) {
   Preallocation prealloc = Preallocation::Off;
   if (auto p = request.options.get("preallocation")) {
     auto parsed = parse_preallocation(*p);
-    if (!parsed || *parsed == Preallocation::Metadata) raise(EINVAL, "Invalid parameter '{}'", *p);
+    if (!parsed) raise(EINVAL, "invalid parameter value: {}", *p);
+    if (*parsed == Preallocation::Metadata) raise(EINVAL, "Unsupported preallocation mode: metadata");
     prealloc = *parsed;
   }
   FileNode::create(request.filename, request.size, prealloc);

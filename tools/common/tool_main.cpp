@@ -1,7 +1,6 @@
 #include "tools/common/tool_main.h"
 
 #include <cstdio>
-#include <sstream>
 
 #include "base/error.h"
 
@@ -12,9 +11,8 @@ std::string g_tool_name = "keel";
 }
 
 void print_error(const std::string& message) {
-  std::istringstream lines(message);
-  std::string line;
-  while (std::getline(lines, line)) std::fprintf(stderr, "%s: %s\n", g_tool_name.c_str(), line.c_str());
+  // Like qemu's error_report(): the program name prefixes the first line only.
+  std::fprintf(stderr, "%s: %s\n", g_tool_name.c_str(), message.c_str());
 }
 
 block::CacheMode parse_cache_mode(const std::string& name) {

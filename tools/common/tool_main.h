@@ -15,7 +15,7 @@ namespace keel::tools {
 // Runs `body`, printing any keel::Error or CLI11 error as qemu does; returns the exit status.
 int run_tool(const std::string& tool_name, const std::function<int()>& body);
 
-// Prints "tool: message" for each line of `message` to stderr.
+// Prints "tool: message" to stderr (continuation lines are not prefixed).
 void print_error(const std::string& message);
 
 block::CacheMode parse_cache_mode(const std::string& name);

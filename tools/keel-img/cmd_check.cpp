@@ -20,18 +20,19 @@ constexpr int kCheckCorrupt = 2;
 constexpr int kCheckLeaks = 3;
 constexpr int kCheckUnsupported = 63;
 
+// qemu's ImageCheck, zero-valued optional members left out, in qemu 7.2's key order.
 nlohmann::ordered_json check_json(const qcow2::CheckResult& r, const std::string& filename, const std::string& format) {
   nlohmann::ordered_json j;
   if (r.image_end_offset) j["image-end-offset"] = r.image_end_offset;
+  if (r.compressed_clusters) j["compressed-clusters"] = r.compressed_clusters;
   if (r.total_clusters) j["total-clusters"] = r.total_clusters;
+  if (r.corruptions) j["corruptions"] = r.corruptions;
+  if (r.corruptions_fixed) j["corruptions-fixed"] = r.corruptions_fixed;
   j["check-errors"] = r.check_errors;
   if (r.leaks) j["leaks"] = r.leaks;
   if (r.leaks_fixed) j["leaks-fixed"] = r.leaks_fixed;
-  if (r.corruptions) j["corruptions"] = r.corruptions;
-  if (r.corruptions_fixed) j["corruptions-fixed"] = r.corruptions_fixed;
   if (r.allocated_clusters) j["allocated-clusters"] = r.allocated_clusters;
   j["filename"] = filename;
-  if (r.compressed_clusters) j["compressed-clusters"] = r.compressed_clusters;
   j["format"] = format;
   if (r.fragmented_clusters) j["fragmented-clusters"] = r.fragmented_clusters;
   return j;
@@ -73,19 +74,27 @@ int cmd_check(int argc, char** argv) {
   std::string format, output = "human", repair, cache = "writeback", filename;
   bool force_share = false, quiet = false;
   app.add_option("-f,--format", format, "Image format (probed if not given)");
-  app.add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}));
-  app.add_option("-r,--repair", repair, "Repair leaks, or all inconsistencies")->check(CLI::IsMember({"leaks", "all"}));
+  app.add_option("--output", output, "Output format: human (default) or json");
+  app.add_option("-r,--repair", repair, "Repair leaks, or all inconsistencies (leaks|all)");
   app.add_option("-T,--cache", cache, "Cache mode (default: writeback)");
   app.add_flag("-U,--force-share", force_share, "Open the image even if another process uses it");
   app.add_flag("-q,--quiet", quiet, "Quiet mode");
   app.add_option("filename", filename, "Image to check")->required();
   tools::parse_args(app, argc, argv);
-  if (!repair.empty() && force_share) raise(EINVAL, "--force-share/-U is not allowed with -r");
+  if (output != "human" && output != "json") raise(EINVAL, "--output must be used with human or json as argument.");
+  if (!repair.empty() && repair != "leaks" && repair != "all") {
+    tools::print_error(fmt::format("Unknown option value for -r (expecting 'leaks' or 'all'): {}", repair));
+    std::fprintf(stderr, "Try 'keel-img --help' for more information\n");
+    return 1;
+  }
+  if (!repair.empty() && force_share)
+    raise(EINVAL, "Could not open '{}': force-share=on can only be used with read-only images", filename);
 
   block::OpenOptions options;
   if (!format.empty()) options.format = format;
   options.force_share = force_share;
   options.writable = !repair.empty();
+  options.for_repair = !repair.empty();
   options.cache = tools::parse_cache_mode(cache);
   const qcow2::CheckFix fix = repair == "all" ? qcow2::CheckFix::All : repair == "leaks" ? qcow2::CheckFix::Leaks : qcow2::CheckFix::None;
 
@@ -100,6 +109,10 @@ int cmd_check(int argc, char** argv) {
   try {
     result = loop.run(qcow2::check_image(*image, fix));
     print_messages(result);
+    if (result.failure) {
+      tools::print_error(fmt::format("Check failed: {}", errno_text(result.failure)));
+      return kCheckFailed;
+    }
     if (result.corruptions_fixed || result.leaks_fixed) {
       if (output == "human" && !quiet)
         std::printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu corruptions\n\nDouble checking the fixed image now...\n",

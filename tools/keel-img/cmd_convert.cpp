@@ -29,10 +29,11 @@ Task<void> run_convert(const std::vector<std::string>& source_names, const std::
   if (create) {
     block::CreateRequest request = *create;
     for (auto* s : source_nodes) request.size += s->size();
+    request.size = align_up(request.size, 512);  // whole sectors, as qemu-img creates them
     try {
       co_await target_driver->create(request);
     } catch (const Error& e) {
-      throw e.with_context(fmt::format("{}", target_name));
+      throw e.with_context(fmt::format("{}: error while converting {}", target_name, target_driver->name));
     }
   }
   auto target = co_await block::open_image(target_name, target_options);
@@ -73,7 +74,7 @@ int cmd_convert(int argc, char** argv) {
   app.add_option("files", files, "Source images, then the output image")->required();
   tools::parse_args(app, argc, argv);
 
-  if (files.size() < 2) raise(EINVAL, "Expecting at least one source and the output filename");
+  if (files.size() < 2) raise(EINVAL, "Must specify image file name");
   const std::string target_name = files.back();
   files.pop_back();
   if (parallel < 1 || parallel > kMaxParallel)
@@ -81,7 +82,6 @@ int cmd_convert(int argc, char** argv) {
   auto sparse = parse_size(sparse_text);
   if (!sparse || *sparse % 512 != 0 || *sparse > kMaxSparseSize)
     raise(EINVAL, "Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to {}. Select 0 to disable sparse detection (fully allocates output).", kMaxSparseSize);
-  if (compress && out_of_order) raise(EINVAL, "Out of order write and compress are mutually exclusive");
   if (target_is_zero && !no_create) raise(EINVAL, "--target-is-zero requires use of -n flag");
   if (no_create && !option_texts.empty()) raise(EINVAL, "-o has no effect when skipping image creation");
   const block::FormatDriver* driver = block::find_format(target_format);
@@ -91,7 +91,6 @@ int cmd_convert(int argc, char** argv) {
   create.filename = target_name;
   for (const auto& text : option_texts) create.options.parse(text);
   create.options.validate(driver->create_options());
-  if (create.options.has("size")) raise(EINVAL, "Option 'size' is not allowed for convert");
 
   block::OpenOptions source_options;
   if (!source_format.empty()) source_options.format = source_format;

@@ -43,7 +43,7 @@ int cmd_create(int argc, char** argv) {
   tools::parse_args(app, argc, argv);
 
   const block::FormatDriver* driver = block::find_format(format);
-  if (!driver) raise(EINVAL, "Unknown file format '{}'", format);
+  if (!driver) raise(EINVAL, "{}: Unknown file format '{}'", filename, format);
   block::CreateRequest request;
   request.filename = filename;
   for (const auto& text : option_texts) {
@@ -55,16 +55,19 @@ int cmd_create(int argc, char** argv) {
   }
   if (!size_text.empty()) {
     auto size = parse_size(size_text);
-    if (!size)
-      raise(EINVAL, "Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n"
-                    "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+    if (!size) {
+      tools::print_error("Invalid image size specified. You may use k, M, G, T, P or E suffixes for");
+      tools::print_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+      return 1;
+    }
     request.options.set("size", std::to_string(*size));
   }
   try {
     request.options.validate(driver->create_options());
     auto size = request.options.get_size("size");
     if (!size) raise(EINVAL, "Image creation needs a size parameter");
-    request.size = *size;
+    // Images are made of 512-byte sectors; qemu rounds the size up the same way.
+    request.size = align_up(*size, 512);
   } catch (const Error& e) {
     throw e.with_context(filename);
   }

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "base/async/event_loop.h"
+#include "base/error.h"
 #include "block/format.h"
 #include "block/image_info.h"
 #include "tools/common/tool_main.h"
@@ -15,11 +16,12 @@ int cmd_info(int argc, char** argv) {
   std::string format, output = "human", filename;
   bool force_share = false, backing_chain = false;
   app.add_option("-f,--format", format, "Image format (probed if not given)");
-  app.add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}));
+  app.add_option("--output", output, "Output format: human (default) or json");
   app.add_flag("--backing-chain", backing_chain, "Show every image of the backing chain");
   app.add_flag("-U,--force-share", force_share, "Open the image read-only even if another process uses it");
   app.add_option("filename", filename, "Image to inspect")->required();
   tools::parse_args(app, argc, argv);
+  if (output != "human" && output != "json") raise(EINVAL, "--output must be used with human or json as argument.");
 
   EventLoop loop;
   block::OpenOptions options;
