@@ -138,47 +138,41 @@ int FileNode::fd_for(uint64_t offset, size_t length, const void* buffer) const {
   return aligned ? fd_ : buffered_fd_;
 }
 
-Task<void> FileNode::pread_all(int fd, uint64_t offset, std::span<std::byte> buffer) {
+Task<void> FileNode::transfer_all(Direction direction, int fd, uint64_t offset, std::byte* data, size_t length) {
+  const bool reading = direction == Direction::Read;
   size_t done = 0;
-  while (done < buffer.size()) {
-    std::byte* p = buffer.data() + done;
-    size_t n = buffer.size() - done;
-    off_t pos = static_cast<off_t>(offset + done);
-    int64_t r = co_await submit([=](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, p, static_cast<unsigned>(n), pos); },
-                                [=] { return static_cast<int64_t>(::pread(fd, p, n, pos)); });
+  while (done < length) {
+    std::byte* p = data + done;
+    const size_t n = length - done;
+    const off_t pos = static_cast<off_t>(offset + done);
+    const int64_t r = co_await submit(
+        [=](io_uring_sqe* sqe) {
+          if (reading) io_uring_prep_read(sqe, fd, p, static_cast<unsigned>(n), pos);
+          else io_uring_prep_write(sqe, fd, p, static_cast<unsigned>(n), pos);
+        },
+        [=] { return static_cast<int64_t>(reading ? ::pread(fd, p, n, pos) : ::pwrite(fd, p, n, pos)); });
     if (r == -EINTR || r == -EAGAIN) continue;
-    if (r < 0) raise(static_cast<int>(-r), "Could not read {} bytes at offset {} of '{}': {}", n, pos, filename_, errno_text(static_cast<int>(-r)));
+    if (r < 0)
+      raise(static_cast<int>(-r), "Could not {} {} bytes at offset {} of '{}': {}", reading ? "read" : "write", n, pos, filename_,
+            errno_text(static_cast<int>(-r)));
     if (r == 0) {
+      if (!reading) raise(EIO, "Could not write to '{}' at offset {}: no progress", filename_, pos);
       // Past the end of the file reads as zeros, as for any sparse region.
       std::memset(p, 0, n);
       break;
     }
     done += static_cast<size_t>(r);
   }
-}
-
-Task<void> FileNode::pwrite_all(int fd, uint64_t offset, std::span<const std::byte> data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    const std::byte* p = data.data() + done;
-    size_t n = data.size() - done;
-    off_t pos = static_cast<off_t>(offset + done);
-    int64_t r = co_await submit([=](io_uring_sqe* sqe) { io_uring_prep_write(sqe, fd, p, static_cast<unsigned>(n), pos); },
-                                [=] { return static_cast<int64_t>(::pwrite(fd, p, n, pos)); });
-    if (r == -EINTR || r == -EAGAIN) continue;
-    if (r < 0) raise(static_cast<int>(-r), "Could not write {} bytes at offset {} of '{}': {}", n, pos, filename_, errno_text(static_cast<int>(-r)));
-    if (r == 0) raise(EIO, "Could not write to '{}' at offset {}: no progress", filename_, pos);
-    done += static_cast<size_t>(r);
-  }
-  size_ = std::max<uint64_t>(size_, offset + data.size());
+  if (!reading) size_ = std::max<uint64_t>(size_, offset + length);
 }
 
 Task<void> FileNode::read(uint64_t offset, std::span<std::byte> buffer) {
-  co_await pread_all(fd_for(offset, buffer.size(), buffer.data()), offset, buffer);
+  co_await transfer_all(Direction::Read, fd_for(offset, buffer.size(), buffer.data()), offset, buffer.data(), buffer.size());
 }
 
 Task<void> FileNode::write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags) {
-  co_await pwrite_all(fd_for(offset, data.size(), data.data()), offset, data);
+  // The kernel only reads from the buffer of a write.
+  co_await transfer_all(Direction::Write, fd_for(offset, data.size(), data.data()), offset, const_cast<std::byte*>(data.data()), data.size());
   if (flags.fua || cache_.writethrough) co_await flush();
 }
 

@@ -45,9 +45,10 @@ class FileNode final : public BlockNode {
  private:
   FileNode(std::string path, int fd, const FileOptions& options);
 
-  // Whole-buffer transfers through `fd`.
-  Task<void> pread_all(int fd, uint64_t offset, std::span<std::byte> buffer);
-  Task<void> pwrite_all(int fd, uint64_t offset, std::span<const std::byte> data);
+  // Transfers the whole buffer through `fd`, retrying short transfers; a read
+  // past the end of the file fills the rest with zeros.
+  enum class Direction { Read, Write };
+  Task<void> transfer_all(Direction direction, int fd, uint64_t offset, std::byte* data, size_t length);
   // The descriptor for a transfer: the O_DIRECT one only when it is aligned for it.
   int fd_for(uint64_t offset, size_t length, const void* buffer) const;
   Task<int> fallocate(int mode, uint64_t offset, uint64_t length);

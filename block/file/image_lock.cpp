@@ -13,32 +13,28 @@ constexpr off_t kPermLockBase = 100;
 constexpr off_t kSharedLockBase = 200;
 constexpr const char* kPermNames[] = {"consistent read", "write", "write unchanged", "resize"};
 
-void set_read_lock(int fd, off_t byte) {
+// Runs an OFD lock command of `type` on the single byte `byte`.
+int byte_lock(int fd, int command, short type, off_t byte, struct flock* result = nullptr) {
   struct flock fl = {};
-  fl.l_type = F_RDLCK;
+  fl.l_type = type;
   fl.l_whence = SEEK_SET;
   fl.l_start = byte;
   fl.l_len = 1;
-  if (fcntl(fd, F_OFD_SETLK, &fl) < 0) raise_errno(errno, "Failed to lock byte");
+  int r = fcntl(fd, command, &fl);
+  if (result) *result = fl;
+  return r;
 }
 
-void unlock_byte(int fd, off_t byte) {
-  struct flock fl = {};
-  fl.l_type = F_UNLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
-  fcntl(fd, F_OFD_SETLK, &fl);
+void set_read_lock(int fd, off_t byte) {
+  if (byte_lock(fd, F_OFD_SETLK, F_RDLCK, byte) < 0) raise_errno(errno, "Failed to lock byte");
 }
+
+void unlock_byte(int fd, off_t byte) { byte_lock(fd, F_OFD_SETLK, F_UNLCK, byte); }
 
 // True when another open file description holds a lock on `byte`.
 bool locked_by_other(int fd, off_t byte) {
-  struct flock fl = {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
-  if (fcntl(fd, F_OFD_GETLK, &fl) < 0) return false;
+  struct flock fl;
+  if (byte_lock(fd, F_OFD_GETLK, F_WRLCK, byte, &fl) < 0) return false;
   return fl.l_type != F_UNLCK;
 }
 
