@@ -23,7 +23,7 @@ void dump_value(std::string& out, const nlohmann::ordered_json& value, int inden
 std::string scalar_text(const nlohmann::ordered_json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
-  return v.dump();
+  return v.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 void dump_entry(std::string& out, const std::string& label, const nlohmann::ordered_json& v, int indent) {
@@ -49,12 +49,17 @@ void dump_value(std::string& out, const nlohmann::ordered_json& value, int inden
   }
 }
 
+// Names in images (snapshots, bitmaps) are untrusted bytes: invalid UTF-8 is replaced, not fatal.
+std::string dump_scalar(const nlohmann::ordered_json& v) {
+  return v.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 void pretty(std::string& out, const nlohmann::ordered_json& v, int indent) {
   if (v.is_object() && !v.empty()) {
     out += "{\n";
     size_t i = 0;
     for (const auto& [key, child] : v.items()) {
-      out += fmt::format("{:{}}{}: ", "", indent + 4, nlohmann::ordered_json(key).dump());
+      out += fmt::format("{:{}}{}: ", "", indent + 4, dump_scalar(nlohmann::ordered_json(key)));
       pretty(out, child, indent + 4);
       out += ++i < v.size() ? ",\n" : "\n";
     }
@@ -70,7 +75,7 @@ void pretty(std::string& out, const nlohmann::ordered_json& v, int indent) {
   } else if (v.is_object() || v.is_array()) {
     out += fmt::format("{}\n{:{}}{}", v.is_object() ? '{' : '[', "", indent, v.is_object() ? '}' : ']');
   } else {
-    out += v.dump();
+    out += dump_scalar(v);
   }
 }
 

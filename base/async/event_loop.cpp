@@ -109,21 +109,22 @@ void EventLoop::wait_and_dispatch() {
     for (auto h : batch) h.resume();
     return;
   }
+  bool external;
   {
+    // post() pushes and decrements under this lock, so the two are read consistently here.
     std::unique_lock lock(posted_mutex_);
     if (!posted_.empty()) {
       ready_.insert(ready_.end(), posted_.begin(), posted_.end());
       posted_.clear();
       return;
     }
+    external = external_work_.load(std::memory_order_relaxed) != 0;
     if (!ring_) {
-      if (external_work_.load(std::memory_order_relaxed) == 0)
-        raise(EDEADLK, "event loop has nothing to wait for (internal error)");
+      if (!external) raise(EDEADLK, "event loop has nothing to wait for (internal error)");
       posted_cv_.wait(lock, [this] { return !posted_.empty(); });
       return;
     }
   }
-  bool external = external_work_.load(std::memory_order_relaxed) != 0;
   if (uring_in_flight_ == 0 && !external && io_uring_sq_ready(ring_.get()) == 0)
     raise(EDEADLK, "event loop has nothing to wait for (internal error)");
   if (external && !wakeup_armed_) arm_wakeup_read();

@@ -53,6 +53,10 @@ struct Walk {
 Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool fix_entries) {
   for (uint64_t i = 0; i < l1.size(); i++) {
     uint64_t next_contiguous = 0;  // per L2 table, as qemu counts fragmentation
+    if (l1[i] & kL1ReservedMask) {
+      w.result.messages.push_back(fmt::format("ERROR found L1 entry with reserved bits set: {:x}", l1[i]));
+      w.result.corruptions++;
+    }
     const uint64_t l2_offset = l1[i] & kOffsetMask;
     if (!l2_offset) continue;
     if (l2_offset & (w.geo.cluster_size - 1)) {
@@ -66,6 +70,10 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
       const std::byte* p = table.data() + j * w.geo.l2_entry_size;
       L2Entry e{load_be<uint64_t>(p), w.geo.extended_l2 ? load_be<uint64_t>(p + 8) : 0};
       const ClusterKind kind = e.kind(w.geo);
+      if (kind != ClusterKind::Compressed && (e.word & kL2ReservedMask)) {
+        w.result.messages.push_back(fmt::format("ERROR found l2 entry with reserved bits set: {:x}", e.word));
+        w.result.corruptions++;
+      }
       if (kind == ClusterKind::Compressed) {
         const uint64_t offset = e.compressed_offset(w.geo);
         const uint64_t length = e.compressed_length(w.geo);

@@ -68,7 +68,10 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
   std::vector<std::byte> bytes(uint64_t{h.l1_size} * 8);
   co_await node->file_->read(h.l1_table_offset, bytes);
   node->l1_.resize(h.l1_size);
-  for (size_t i = 0; i < node->l1_.size(); i++) node->l1_[i] = load_be<uint64_t>(bytes.data() + i * 8);
+  for (size_t i = 0; i < node->l1_.size(); i++) {
+    node->l1_[i] = load_be<uint64_t>(bytes.data() + i * 8);
+    if (node->l1_[i] & kOffsetMask) node->l2_tables_.insert(node->l1_[i] & kOffsetMask);
+  }
 
   bytes.assign(uint64_t{h.refcount_table_clusters} << h.cluster_bits, std::byte{0});
   co_await node->file_->read(h.refcount_table_offset, bytes);
@@ -86,6 +89,12 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
 
   if (options.writable) {
     if (node->io_refusal_) raise(ENOTSUP, "{}", *node->io_refusal_);
+    try {
+      co_await node->refcounts_->find_end();
+    } catch (const Corruption&) {
+      // A repair rebuilds the refcounts anyway; anything else must not write.
+      if (!options.for_repair) throw;
+    }
     if ((h.incompatible_features & kIncompatDirty) && !options.for_repair) {
       // Refcounts may be stale after a crash with lazy refcounts: rebuild them.
       co_await check_image(*node, CheckFix::All);
@@ -163,12 +172,30 @@ void Qcow2Node::store_entry(const MetadataCache::Ref& table, uint64_t index, con
   table.mark_dirty();
 }
 
+void Qcow2Node::check_metadata_overlap(uint64_t host, uint64_t length, bool is_l2_table) const {
+  auto overlaps = [&](uint64_t start, uint64_t bytes) { return bytes && host < start + bytes && start < host + length; };
+  const char* what = nullptr;
+  if (overlaps(0, geo_.cluster_size)) what = "qcow2_header";
+  else if (overlaps(header_.l1_table_offset, uint64_t{header_.l1_size} * 8)) what = "active L1 table";
+  else if (overlaps(header_.refcount_table_offset, uint64_t{header_.refcount_table_clusters} << geo_.cluster_bits)) what = "refcount table";
+  else if (overlaps(header_.snapshots_offset, snapshots_.table_bytes)) what = "snapshot table";
+  else {
+    for (uint64_t c = geo_.cluster_start(host); c < host + length && !what; c += geo_.cluster_size) {
+      if (refcounts_->is_refcount_block(c)) what = "refcount block";
+      else if (!is_l2_table && l2_tables_.count(c)) what = "active L2 table";
+    }
+  }
+  if (what) raise_corruption("Preventing invalid write on metadata (overlaps with {})", what);
+}
+
 void Qcow2Node::check_data_offset(uint64_t host, uint64_t l2_offset, uint64_t index) const {
   if (host & (geo_.cluster_size - 1))
     raise_corruption("Cluster allocation offset {:#x} unaligned (L2 offset: {:#x}, L2 index: {:#x})", host, l2_offset, index);
 }
 
 Task<void> Qcow2Node::set_l1_entry(uint64_t index, uint64_t value) {
+  l2_tables_.erase(l1_[index] & kOffsetMask);
+  if (value & kOffsetMask) l2_tables_.insert(value & kOffsetMask);
   l1_[index] = value;
   std::byte entry[8];
   store_be<uint64_t>(entry, value);
@@ -184,13 +211,16 @@ Task<MetadataCache::Ref> Qcow2Node::get_l2(uint64_t l1_index, bool allocate) {
       raise_corruption("L2 table offset {:#x} unaligned (L1 index: {:#x})", offset, l1_index);
     if ((offset >> geo_.cluster_bits) >= refcounts_->end_cluster())
       raise_corruption("L2 table offset {:#x} lies beyond the end of the image (L1 index: {:#x})", offset, l1_index);
-    if (!allocate || (entry & kFlagCopied)) co_return co_await l2_cache_->get(offset);
+    if (!allocate) co_return co_await l2_cache_->get(offset);
+    // The table is about to change: it must not be some other structure.
+    check_metadata_overlap(offset, geo_.cluster_size, true);
+    if (entry & kFlagCopied) co_return co_await l2_cache_->get(offset);
   }
   if (!allocate) co_return MetadataCache::Ref();
 
   // A new table, or a private copy of one shared with a snapshot.
   const uint64_t fresh = co_await refcounts_->allocate_clusters(1);
-  if (fresh == header_.l1_table_offset || fresh == 0) raise_corruption("Preventing invalid write on metadata (L2 table at {:#x})", fresh);
+  check_metadata_overlap(fresh, geo_.cluster_size);
   auto table = co_await l2_cache_->get_new(fresh);
   if (offset) {
     auto old = co_await l2_cache_->get(offset);
@@ -379,6 +409,9 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   if (first_case == Case::InPlace) {
     check_data_offset(load_entry(table, geo_.l2_index(offset)).host_offset(), table.offset(), geo_.l2_index(offset));
     const uint64_t host = load_entry(table, geo_.l2_index(offset)).host_offset() + geo_.cluster_offset_in(offset);
+    if ((host + length - 1) >> geo_.cluster_bits >= refcounts_->end_cluster())
+      raise_corruption("Data cluster at {:#x} lies beyond the end of the image", geo_.cluster_start(host));
+    check_metadata_overlap(host, length);
     guard.unlock();
     co_await file_->write(host, step_data);
     co_return length;
@@ -396,6 +429,9 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
     const unsigned last_sc = static_cast<unsigned>((hi - 1) / geo_.subcluster_size);
     const uint64_t write_lo = subcluster_kind(e, geo_, first_sc) == SubclusterKind::Data ? lo : first_sc * geo_.subcluster_size;
     const uint64_t write_hi = subcluster_kind(e, geo_, last_sc) == SubclusterKind::Data ? hi : (last_sc + 1) * geo_.subcluster_size;
+    if (e.host_offset() >> geo_.cluster_bits >= refcounts_->end_cluster())
+      raise_corruption("Data cluster at {:#x} lies beyond the end of the image", e.host_offset());
+    check_metadata_overlap(e.host_offset(), geo_.cluster_size);
     AlignedBuffer padded(write_hi - write_lo);
     std::memcpy(padded.data() + (lo - write_lo), step_data.data(), length);
     in_flight_.push_back({first_cluster, 1});
@@ -439,8 +475,8 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   }
 
   const uint64_t host = co_await refcounts_->allocate_clusters(count);
-  if (host == 0 || (host < header_.l1_table_offset + uint64_t{header_.l1_size} * 8 && header_.l1_table_offset < host + count * geo_.cluster_size))
-    raise_corruption("Preventing invalid write on metadata (overlaps with active L1 table)");
+  // Only damaged refcounts can hand out metadata clusters; refuse to overwrite them.
+  check_metadata_overlap(host, count * geo_.cluster_size);
   in_flight_.push_back({first_cluster, count});
   guard.unlock();
 

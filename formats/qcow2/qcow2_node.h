@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <optional>
+#include <unordered_set>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,8 @@ class Qcow2Node final : public block::BlockNode {
   L2Entry load_entry(const MetadataCache::Ref& table, uint64_t index) const;
   void store_entry(const MetadataCache::Ref& table, uint64_t index, const L2Entry& entry) const;
   void check_data_offset(uint64_t host, uint64_t l2_offset, uint64_t index) const;
+  // Raises Corruption if a data write to [host, host+length) would hit metadata (qemu's overlap check).
+  void check_metadata_overlap(uint64_t host, uint64_t length, bool is_l2_table = false) const;
 
   Task<void> read_compressed(uint64_t l2_word, std::span<std::byte> cluster);
   // One pass of write(): handles clusters from `offset` within one L2 table and returns bytes consumed.
@@ -98,6 +101,7 @@ class Qcow2Node final : public block::BlockNode {
   Header header_;
   Geometry geo_;
   std::vector<uint64_t> l1_;
+  std::unordered_set<uint64_t> l2_tables_;  // host offsets of the active L2 tables
   std::unique_ptr<MetadataCache> l2_cache_;
   std::unique_ptr<MetadataCache> refblock_cache_;
   std::unique_ptr<Refcounts> refcounts_;

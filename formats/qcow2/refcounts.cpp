@@ -51,7 +51,23 @@ Refcounts::Refcounts(block::BlockNode& file, Header& header, MetadataCache& cach
       cluster_bits_(header.cluster_bits),
       entries_per_block_(header.cluster_size() * 8 / header.refcount_bits()),
       max_refcount_(header.refcount_order == 6 ? UINT64_MAX : (uint64_t{1} << header.refcount_bits()) - 1),
-      end_cluster_(div_round_up(file.size(), header.cluster_size())) {}
+      end_cluster_(div_round_up(file.size(), header.cluster_size())) {
+  for (uint64_t entry : table_)
+    if (entry & kOffsetMask) block_offsets_.insert(entry & kOffsetMask);
+}
+
+Task<void> Refcounts::find_end() {
+  for (uint64_t index = table_.size(); index-- > 0;) {
+    if ((table_[index] & kOffsetMask) == 0) continue;
+    auto ref = co_await block_for(index * entries_per_block_, false);
+    for (uint64_t i = entries_per_block_; i-- > 0;) {
+      if (get_refcount_entry(ref.data(), i, header_.refcount_order) != 0) {
+        end_cluster_ = std::max(end_cluster_, index * entries_per_block_ + i + 1);
+        co_return;
+      }
+    }
+  }
+}
 
 Task<MetadataCache::Ref> Refcounts::block_for(uint64_t cluster, bool create) {
   const uint64_t index = cluster / entries_per_block_;
@@ -75,7 +91,10 @@ Task<uint64_t> Refcounts::get(uint64_t cluster) {
 }
 
 Task<void> Refcounts::add(uint64_t cluster, int64_t delta) {
-  auto ref = co_await block_for(cluster, true);
+  // Only an increment may need a new refcount block; a decrement of a cluster
+  // nothing counts is an inconsistency, whatever its offset.
+  auto ref = co_await block_for(cluster, delta > 0);
+  if (!ref) raise_corruption("Refcount of cluster {:#x} would drop below zero", cluster);
   const uint64_t index = cluster % entries_per_block_;
   const uint64_t old = get_refcount_entry(ref.data(), index, header_.refcount_order);
   uint64_t value;
@@ -179,6 +198,8 @@ Task<void> Refcounts::grow(uint64_t block_index) {
   // Place the new refcount blocks (and a new table, if the table is too small)
   // at the end of the image, covering themselves. Iterate until every block
   // the new area needs is part of the area.
+  if ((block_index + 1) * 8 > kMaxRefTableBytes)
+    raise(EFBIG, "Cluster index {:#x} needs a refcount table larger than {} bytes", block_index * entries_per_block_, kMaxRefTableBytes);
   const uint64_t area_start = end_cluster_;
   std::set<uint64_t> new_blocks{block_index};
   uint64_t table_entries = table_.size();
@@ -233,7 +254,10 @@ Task<void> Refcounts::grow(uint64_t block_index) {
 
   std::vector<uint64_t> table = table_;
   table.resize(table_entries, 0);
-  for (auto [b, cluster] : placed) table[b] = cluster << cluster_bits_;
+  for (auto [b, cluster] : placed) {
+    table[b] = cluster << cluster_bits_;
+    block_offsets_.insert(cluster << cluster_bits_);
+  }
 
   if (table_clusters) {
     // A new table: write it whole, then switch the header to it, then release the old one.
@@ -287,6 +311,7 @@ Task<void> Refcounts::rebuild(const std::vector<uint64_t>& counts) {
     const uint64_t cluster = area_start + b;
     co_await file_.write(cluster << cluster_bits_, data.span());
     table[b] = cluster << cluster_bits_;
+    block_offsets_.insert(table[b]);
   }
   block::AlignedBuffer bytes(table_clusters * cluster_size_);
   for (size_t i = 0; i < table.size(); i++) store_be<uint64_t>(bytes.data() + i * 8, table[i]);
@@ -296,6 +321,9 @@ Task<void> Refcounts::rebuild(const std::vector<uint64_t>& counts) {
   co_await write_table_header(table_offset, static_cast<uint32_t>(table_clusters));
   co_await file_.flush();
   table_ = std::move(table);
+  block_offsets_.clear();
+  for (uint64_t entry : table_)
+    if (entry & kOffsetMask) block_offsets_.insert(entry & kOffsetMask);
   end_cluster_ = area_end;
   free_hint_ = 0;
   free_byte_offset_ = 0;

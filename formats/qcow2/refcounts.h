@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <unordered_set>
 #include <vector>
 
 #include "base/async/task.h"
@@ -34,6 +35,13 @@ class Refcounts {
 
   Task<uint64_t> get(uint64_t cluster);
   Task<void> add(uint64_t cluster, int64_t delta);
+
+  // Extends end_cluster() past the last cluster with a non-zero refcount: after
+  // a crash, refcounts may describe clusters that never reached the file, and
+  // those must not be handed out again.
+  Task<void> find_end();
+  // Whether the cluster at `offset` holds a refcount block.
+  bool is_refcount_block(uint64_t offset) const { return block_offsets_.count(offset) != 0; }
 
   // Allocates `count` contiguous free clusters with refcount 1; returns the byte offset.
   Task<uint64_t> allocate_clusters(uint64_t count);
@@ -69,6 +77,7 @@ class Refcounts {
   uint64_t free_byte_offset_ = 0;
   bool barriers_ = true;
   std::vector<uint64_t> pending_frees_;
+  std::unordered_set<uint64_t> block_offsets_;
 };
 
 }  // namespace keel::qcow2
