@@ -561,13 +561,16 @@ Task<uint64_t> Qcow2Node::zero_step(uint64_t offset, uint64_t length, bool unmap
   // The disk's last cluster may be partial; it still counts.
   const uint64_t count = div_round_up(end - offset, geo_.cluster_size);
   co_await wait_in_flight(first_cluster, count, guard);
-  auto table = co_await get_l2(l1_index, false);
-  if (!table) co_return end - offset;  // nothing allocated: already reads as zeros
-  if (!(l1_[l1_index] & kFlagCopied)) table = co_await get_l2(l1_index, true);
-  co_await mark_dirty_for_lazy_refcounts();
   // Without a backing file an unallocated cluster reads as zeros, so zeroing
-  // may simply drop the mapping unless the host cluster is to be kept.
+  // may simply drop the mapping unless the host cluster is to be kept. Where
+  // the format can say "zero" (v3), it is said explicitly, as qemu does, even
+  // if that needs a new L2 table.
   const bool has_zero_flag = header_.version >= 3;
+  const bool mark_zero = !discard_only && (has_zero_flag || geo_.extended_l2);
+  auto table = co_await get_l2(l1_index, false);
+  if (!table && !mark_zero) co_return end - offset;  // nothing allocated: already reads as zeros
+  if (!table || !(l1_[l1_index] & kFlagCopied)) table = co_await get_l2(l1_index, true);
+  co_await mark_dirty_for_lazy_refcounts();
   for (uint64_t i = 0; i < count; i++) {
     const uint64_t index = geo_.l2_index(offset) + i;
     const L2Entry e = load_entry(table, index);
