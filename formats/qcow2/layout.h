@@ -80,6 +80,16 @@ struct L2Entry {
   }
 };
 
+constexpr uint64_t kAllSubclustersAllocated = 0xffffffffull;
+constexpr uint64_t kAllSubclustersZero = 0xffffffffull << 32;
+
+// Bits of the extended-L2 allocation bitmap for subclusters overlapping [lo, hi) of a cluster.
+inline uint64_t subcluster_mask(const Geometry& g, uint64_t lo, uint64_t hi) {
+  const uint64_t first = lo / g.subcluster_size;
+  const uint64_t last = (hi - 1) / g.subcluster_size;
+  return ((last - first == 31) ? kAllSubclustersAllocated : ((1ull << (last - first + 1)) - 1)) << first;
+}
+
 // How a subcluster (or, without extended L2, the whole cluster) reads.
 enum class SubclusterKind { Unallocated, Zero, Data, Compressed };
 

@@ -13,6 +13,7 @@
 
 #include "base/async/sync.h"
 #include "block/format.h"
+#include "formats/qcow2/corruption.h"
 #include "formats/qcow2/header.h"
 #include "formats/qcow2/layout.h"
 #include "formats/qcow2/metadata_cache.h"
@@ -120,5 +121,23 @@ class Qcow2Node final : public block::BlockNode {
   bool corrupt_ = false;
   block::CacheMode cache_;
 };
+
+// Runs fn(); if it finds the metadata inconsistent, marks the image corrupt
+// before passing the error on. (co_await is not allowed in a handler.)
+template <typename Fn>
+Task<void> Qcow2Node::guard_corruption(Fn fn) {
+  std::exception_ptr error;
+  std::string why;
+  try {
+    co_await fn();
+  } catch (const Corruption& c) {
+    error = std::current_exception();
+    why = c.message();
+  }
+  if (error) {
+    co_await mark_corrupt(why);
+    std::rethrow_exception(error);
+  }
+}
 
 }  // namespace keel::qcow2
