@@ -198,12 +198,7 @@ TEST(interop_info, ErrorsSameAsQemu) {
            {"info", "--output=xml", t.file("img.qcow2")},
            {"info", "-f", "raw", t.file("img.qcow2")},
        }) {
-    const auto q = qemu_img(args);
-    const auto k = keel_img(args);
-    const std::string what = "keel-img " + join(args) + "  vs  qemu-img " + join(args);
-    EXPECT_EQ(k.status, q.status) << what << "\n" << describe("keel", k) << "\n" << describe("qemu", q);
-    EXPECT_EQ(k.out, q.out) << what;
-    EXPECT_EQ(k.err, as_keel_stderr(q.err)) << what;
+    same_as_qemu(args);
   }
 }
 

@@ -68,6 +68,16 @@ std::string as_keel_stderr(const std::string& qemu_stderr) {
   return out;
 }
 
+RunResult same_as_qemu(const std::vector<std::string>& args) {
+  const auto q = qemu_img(args);
+  const auto k = keel_img(args);
+  const std::string what = "keel-img " + join(args) + "  vs  qemu-img " + join(args);
+  EXPECT_EQ(k.status, q.status) << what << "\n" << describe("keel", k) << "\n" << describe("qemu", q);
+  EXPECT_EQ(k.out, q.out) << what;
+  EXPECT_EQ(k.err, as_keel_stderr(q.err)) << what;
+  return k;
+}
+
 std::vector<std::string> split_lines(const std::string& s) {
   std::vector<std::string> lines;
   std::string cur;

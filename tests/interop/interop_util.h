@@ -37,6 +37,10 @@ std::string join(const std::vector<std::string>& args);
 std::string replace_all(std::string s, const std::string& from, const std::string& to);
 // qemu-img's stderr with its program prefix turned into keel-img's.
 std::string as_keel_stderr(const std::string& qemu_stderr);
+
+// Runs the same qemu-img command line with both tools and expects the same
+// status, stdout, and stderr (program name aside); returns keel-img's result.
+RunResult same_as_qemu(const std::vector<std::string>& args);
 std::vector<std::string> split_lines(const std::string& s);
 
 // Runs qemu-io on `image` (format `fmt`) with one -c per command; fails the

@@ -73,17 +73,6 @@ struct Fixture {
   }
 };
 
-// Runs the same command with both tools and compares status and messages.
-RunResult same_as_qemu(const std::vector<std::string>& args) {
-  const auto q = qemu_img(args);
-  const auto k = keel_img(args);
-  const std::string what = "keel-img " + join(args) + "  vs  qemu-img " + join(args);
-  EXPECT_EQ(k.status, q.status) << what << "\n" << describe("keel", k) << "\n" << describe("qemu", q);
-  EXPECT_EQ(k.out, q.out) << what;
-  EXPECT_EQ(k.err, as_keel_stderr(q.err)) << what;
-  return k;
-}
-
 TEST(interop_lock, ImageInUseByWriter) {
   KEEL_REQUIRE_QEMU();
   if (!have_program("qemu-nbd")) GTEST_SKIP() << "qemu-nbd not installed";
