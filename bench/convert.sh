@@ -19,11 +19,20 @@
 #   qcow2->raw        convert -f qcow2 -O raw   SRC.qcow2 OUT
 #   raw->qcow2 zstd   convert -f raw   -O qcow2 -c -o compression_type=zstd SRC OUT
 #   raw->qcow2 zlib   convert -f raw   -O qcow2 -c -o compression_type=zlib SRC OUT
+# and, to show what the output cache mode is worth, the two uncompressed
+# cases again with `-t none` (O_DIRECT plus a final flush) given to both:
+#   raw->qcow2 -t none    convert -t none -f raw   -O qcow2 SRC OUT
+#   qcow2->raw -t none    convert -t none -f qcow2 -O raw   SRC.qcow2 OUT
 #
 # Each repetition runs qemu-img then keel-img (alternating which goes first
 # on every repetition). Before each timed run the output is removed,
-# dirty data is written back with `sync` (untimed), and the page cache is
-# prepared the same way for both tools:
+# dirty data is written back with `sync` (untimed), the script waits
+# --settle seconds (default 6) so that memory freed by the deletion goes back
+# to where a fresh command would find it (in a virtual machine with free page
+# reporting, the hypervisor; without the wait, the next run reuses pages that
+# are still backed and writes into the page cache several times faster than
+# a run on a settled machine), and the page cache is prepared the same way
+# for both tools:
 #   --cache warm  (default) the source file is read once with cat, so the
 #                 source is served from the page cache; no root needed.
 #   --cache drop  `echo 3 > /proc/sys/vm/drop_caches` after the sync (needs
@@ -38,9 +47,11 @@
 # compression type and contain compressed clusters.
 #
 # Usage: bench/convert.sh [--size 3G] [--reps 3] [--keel PATH] [--qemu PATH]
-#                         [--cache warm|drop] [--sync] [--cases LIST] [--generate-only]
+#                         [--cache warm|drop] [--settle SECONDS] [--sync] [--cases LIST]
+#                         [--generate-only]
 #   --generate-only builds the cached source images in $BENCH_DIR and exits.
-#   --cases takes a comma-separated subset of: raw-qcow2,qcow2-raw,zstd,zlib
+#   --cases takes a comma-separated subset of:
+#           raw-qcow2,qcow2-raw,zstd,zlib,raw-qcow2-none,qcow2-raw-none
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,11 +63,12 @@ keel="$repo_root/build/bin/keel-img"
 qemu="qemu-img"
 cache_policy=warm
 sync_in_timing=0
-cases="raw-qcow2,qcow2-raw,zstd,zlib"
+cases="raw-qcow2,qcow2-raw,zstd,zlib,raw-qcow2-none,qcow2-raw-none"
+settle=6
 generate_only=0
 
 usage() {
-  sed -n '/^# Usage:/,/^#   --cases/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '/^# Usage:/,/qcow2-raw-none$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -71,6 +83,8 @@ while [ $# -gt 0 ]; do
     --qemu=*) qemu=${1#*=}; shift ;;
     --cache) cache_policy=$2; shift 2 ;;
     --cache=*) cache_policy=${1#*=}; shift ;;
+    --settle) settle=$2; shift 2 ;;
+    --settle=*) settle=${1#*=}; shift ;;
     --sync) sync_in_timing=1; shift ;;
     --generate-only) generate_only=1; shift ;;
     --cases) cases=$2; shift 2 ;;
@@ -101,6 +115,7 @@ size_mib() {
 total_mib=$(size_mib "$size_text")
 [ "$total_mib" -ge 4 ] || die "--size must be at least 4M"
 [[ $reps =~ ^[1-9][0-9]*$ ]] || die "invalid --reps: $reps"
+[[ $settle =~ ^[0-9]+$ ]] || die "invalid --settle: $settle"
 case "$cache_policy" in
   warm) ;;
   drop) [ -w /proc/sys/vm/drop_caches ] || die "--cache drop needs write access to /proc/sys/vm/drop_caches" ;;
@@ -184,6 +199,7 @@ fi
 
 prepare_cache() {
   sync
+  sleep "$settle"
   if [ "$cache_policy" = drop ]; then
     echo 3 > /proc/sys/vm/drop_caches
   else
@@ -268,6 +284,8 @@ for c in "${wanted[@]}"; do
     qcow2-raw) run_case "qcow2->raw" "$src_qcow2" raw "" -f qcow2 -O raw "$src_qcow2" ;;
     zstd) run_case "raw->qcow2 -c zstd" "$src" qcow2 zstd -f raw -O qcow2 -c -o compression_type=zstd "$src" ;;
     zlib) run_case "raw->qcow2 -c zlib" "$src" qcow2 zlib -f raw -O qcow2 -c -o compression_type=zlib "$src" ;;
+    raw-qcow2-none) run_case "raw->qcow2 -t none" "$src" qcow2 "" -t none -f raw -O qcow2 "$src" ;;
+    qcow2-raw-none) run_case "qcow2->raw -t none" "$src_qcow2" raw "" -t none -f qcow2 -O raw "$src_qcow2" ;;
     *) die "unknown case: $c" ;;
   esac
 done
@@ -275,7 +293,7 @@ done
 # --- report -----------------------------------------------------------------
 
 echo
-echo "convert benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), source ${total_mib} MiB, $reps reps (median), cache=$cache_policy$( [ "$sync_in_timing" = 1 ] && echo ", sync timed")"
+echo "convert benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), source ${total_mib} MiB, $reps reps (median), cache=$cache_policy, settle ${settle}s$( [ "$sync_in_timing" = 1 ] && echo ", sync timed")"
 echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r), work dir on $(df -PT "$work" | awk 'NR == 2 { print $2 }') ($work)"
 echo "load average (1/5/15 min): $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
 echo "qemu: $("$qemu" --version | head -1)"

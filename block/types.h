@@ -11,10 +11,13 @@ namespace keel::block {
 
 // qemu's -t/-T cache modes. `direct` = O_DIRECT, `no_flush` = flushes are
 // ignored, `writethrough` = every write is followed by a flush.
+// `buffered_fallback` turns a refusal of O_DIRECT by the file system (tmpfs,
+// some FUSE) into a plain page-cache open instead of an error.
 struct CacheMode {
   bool direct = false;
   bool no_flush = false;
   bool writethrough = false;
+  bool buffered_fallback = false;
 
   static std::optional<CacheMode> parse(std::string_view name);
 };

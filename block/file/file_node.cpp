@@ -85,8 +85,12 @@ std::unique_ptr<FileNode> FileNode::open(const std::string& path, const FileOpti
   int flags = (options.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
   if (options.cache.direct) flags |= O_DIRECT;
   int fd = ::open(path.c_str(), flags);
+  FileOptions effective = options;
   if (fd < 0 && options.cache.direct && errno == EINVAL) {
-    raise(EINVAL, "Could not open '{}': filesystem does not support O_DIRECT", path);
+    if (!options.cache.buffered_fallback)
+      raise(EINVAL, "Could not open '{}': filesystem does not support O_DIRECT", path);
+    effective.cache.direct = false;
+    fd = ::open(path.c_str(), flags & ~O_DIRECT);
   }
   if (fd < 0) raise(errno, "Could not open '{}': {}", path, errno_text(errno));
   try {
@@ -96,7 +100,7 @@ std::unique_ptr<FileNode> FileNode::open(const std::string& path, const FileOpti
     ::close(fd);
     throw;
   }
-  return std::unique_ptr<FileNode>(new FileNode(path, fd, options));
+  return std::unique_ptr<FileNode>(new FileNode(path, fd, effective));
 }
 
 void FileNode::create(const std::string& path, uint64_t size, Preallocation prealloc) {

@@ -77,3 +77,17 @@ TEST(FileNode, OpenErrorsNameTheFile) {
     EXPECT_EQ(std::string(e.what()), "Could not open '/nonexistent/x.img': No such file or directory");
   }
 }
+
+// /dev/null, like tmpfs before Linux 6.6 and many FUSE file systems, refuses O_DIRECT.
+TEST(FileNode, DirectIoRefusedUnlessFallbackAllowed) {
+  try {
+    FileNode::open("/dev/null", FileOptions{.writable = true, .cache = {.direct = true}});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "Could not open '/dev/null': filesystem does not support O_DIRECT");
+  }
+  auto file = FileNode::open("/dev/null", FileOptions{.writable = true, .cache = {.direct = true, .buffered_fallback = true}});
+  EventLoop loop;
+  std::vector<std::byte> data(1000, std::byte{1});
+  loop.run(file->write(7, std::span<const std::byte>(data).subspan(1)));
+}

@@ -3,6 +3,10 @@
 // same allocation layout as `qemu-img convert` with the same flags. Both
 // tools run in their own directory on identical inputs with identical names,
 // so messages can be compared verbatim.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <optional>
 
@@ -287,6 +291,54 @@ INSTANTIATE_TEST_SUITE_P(
                       BadConvert{"no_create_with_options", {"-n", "-O", "qcow2", "-o", "cluster_size=4k", "src.raw", "out.qcow2"}, true},
                       BadConvert{"no_create_target_too_small", {"-n", "-O", "qcow2", "src.raw", "out.qcow2"}, true}),
     [](const auto& info) { return info.param.name; });
+
+// Fraction of `path`'s pages that are in the page cache (mincore).
+double resident_fraction(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  const auto size = static_cast<size_t>(lseek(fd, 0, SEEK_END));
+  void* map = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return -1;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> pages((size + page - 1) / page);
+  const int r = mincore(map, size, pages.data());
+  munmap(map, size);
+  if (r < 0) return -1;
+  return static_cast<double>(std::count_if(pages.begin(), pages.end(), [](unsigned char p) { return p & 1; })) /
+         static_cast<double>(pages.size());
+}
+
+// keel-img convert writes a plain output around the page cache unless -t
+// says otherwise (keel's default; qemu-img's is the page cache), and a
+// compressed one through it. Checked before anything reads the outputs.
+TEST(keel_convert, DefaultOutputCacheMode) {
+  TempDir dir;
+  write_file(dir.file("src.raw"), random_bytes(8 << 20, 31));
+  struct Case {
+    std::vector<std::string> args;
+    bool cached;
+  };
+  const std::vector<Case> cases = {
+      {{"-O", "raw"}, false},
+      {{"-O", "qcow2"}, false},
+      {{"-t", "unsafe", "-O", "raw"}, true},
+      {{"-t", "writeback", "-O", "qcow2"}, true},
+      {{"-c", "-O", "qcow2"}, true},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    const std::string out = dir.file("out" + std::to_string(n++));
+    std::vector<std::string> argv = {"keel-img", "convert", "-f", "raw"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    argv.insert(argv.end(), {dir.file("src.raw"), out});
+    const auto r = run_keel(argv);
+    ASSERT_EQ(r.status, 0) << join(argv) << "\n" << r.err;
+    const double resident = resident_fraction(out);
+    if (c.cached) EXPECT_GT(resident, 0.9) << join(argv);
+    else EXPECT_LT(resident, 0.1) << join(argv);
+  }
+}
 
 }  // namespace
 }  // namespace keel::test::interop
