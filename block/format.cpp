@@ -23,26 +23,22 @@ Task<std::unique_ptr<BlockNode>> open_image(const std::string& filename, const O
   const FormatDriver* driver = nullptr;
   if (options.format) {
     driver = find_format(*options.format);
-    if (!driver) raise(EINVAL, "Could not open '{}': Unknown driver '{}'", filename, *options.format);
+    if (!driver) raise(EINVAL, "Unknown driver '{}'", *options.format);
   }
-  try {
-    std::unique_ptr<BlockNode> file = open_file(filename, options);
-    if (!driver) {
-      std::vector<std::byte> head(std::min<uint64_t>(file->size(), 4096));
-      co_await file->read(0, head);
-      int best = -1;
-      for (const FormatDriver* f : all_formats()) {
-        int score = f->probe(head);
-        if (score > best) {
-          best = score;
-          driver = f;
-        }
+  std::unique_ptr<BlockNode> file = open_file(filename, options);
+  if (!driver) {
+    std::vector<std::byte> head(std::min<uint64_t>(file->size(), 4096));
+    co_await file->read(0, head);
+    int best = -1;
+    for (const FormatDriver* f : all_formats()) {
+      int score = f->probe(head);
+      if (score > best) {
+        best = score;
+        driver = f;
       }
     }
-    co_return co_await driver->open(std::move(file), options);
-  } catch (const Error& e) {
-    throw e.with_context(fmt::format("Could not open '{}'", filename));
   }
+  co_return co_await driver->open(std::move(file), options);
 }
 
 }  // namespace keel::block

@@ -149,6 +149,12 @@ std::string format_image_info_human(const nlohmann::ordered_json& info) {
                          format_size(s["vm-state-size"]), date, clock, icount);
     }
   }
+  out += format_specific_info_human(info);
+  return out;
+}
+
+std::string format_specific_info_human(const nlohmann::ordered_json& info) {
+  std::string out;
   if (info.contains("format-specific")) {
     out += "Format specific information:\n";
     dump_value(out, info["format-specific"]["data"], 4);

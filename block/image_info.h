@@ -12,6 +12,9 @@ namespace keel::block {
 
 nlohmann::ordered_json image_info(const BlockNode& node);
 std::string format_image_info_human(const nlohmann::ordered_json& info);
+// The "Format specific information:" block that ends the human text (and
+// qemu-io's `info`); empty for formats without one.
+std::string format_specific_info_human(const nlohmann::ordered_json& info);
 
 // qemu's JSON layout: four-space indentation, ": " separators.
 std::string format_json_pretty(const nlohmann::ordered_json& value);

@@ -49,6 +49,11 @@ class BlockNode {
   virtual uint64_t allocation_granularity() const { return cluster_size(); }
   virtual Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data);
 
+  // Where the format stores VM state (qemu-io's "vm state offset"): qcow2
+  // keeps it after the guest data, from the first L2 table past the end of
+  // the disk. 0 for formats without VM state.
+  virtual uint64_t vm_state_offset() const { return 0; }
+
   // True when a freshly created node reads as zeros everywhere, so a copy
   // into it may skip writing zeros.
   virtual bool has_zero_init() const { return false; }

@@ -5,6 +5,7 @@
 // guest cluster twice.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <unordered_set>
@@ -39,6 +40,7 @@ class Qcow2Node final : public block::BlockNode {
   bool supports_compressed_writes() const override { return true; }
   uint64_t cluster_size() const override { return geo_.cluster_size; }
   uint64_t allocation_granularity() const override { return geo_.subcluster_size; }
+  uint64_t vm_state_offset() const override { return geo_.l1_entries_for(header_.size) * geo_.bytes_per_l2(); }
   Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data) override;
   bool has_zero_init() const override { return true; }
   void describe(nlohmann::ordered_json& info) const override;
@@ -86,7 +88,28 @@ class Qcow2Node final : public block::BlockNode {
   Task<void> read_compressed(uint64_t l2_word, std::span<std::byte> cluster);
   // One pass of write(): handles clusters from `offset` within one L2 table and returns bytes consumed.
   Task<uint64_t> write_step(uint64_t offset, std::span<const std::byte> data);
-  Task<uint64_t> zero_step(uint64_t offset, uint64_t length, bool unmap, bool discard_only);
+
+  // Zeroing and discard (write_path.cpp). An EntryRule gives the new L2
+  // entry of a whole cluster, or nullopt to leave it.
+  struct EntryChange {
+    L2Entry entry;
+    bool free_old;  // release the old host cluster
+  };
+  using EntryRule = std::function<std::optional<EntryChange>(const L2Entry&, ClusterKind)>;
+  EntryRule discard_rule() const;
+  // Applies `rule` to the clusters from `offset` within one L2 table; returns bytes covered.
+  Task<uint64_t> change_entries(uint64_t offset, uint64_t length, bool create_table, const EntryRule& rule,
+                                CoMutex::Guard& guard);
+  // change_entries() over [offset, end), letting other requests take the lock between tables.
+  Task<void> for_each_table(uint64_t offset, uint64_t end, bool create_tables, const EntryRule& rule,
+                            CoMutex::Guard& guard);
+  // Marks the subclusters [offset, end) of one cluster zero; false for a compressed cluster.
+  Task<bool> zero_subclusters(uint64_t offset, uint64_t end, CoMutex::Guard& guard);
+  // qemu's qcow2_subcluster_zeroize of a subcluster-aligned range; false where a write is needed.
+  Task<bool> zeroize(uint64_t offset, uint64_t end, bool may_unmap, CoMutex::Guard& guard);
+  // One piece of write_zeroes(); false where zeros must be written instead.
+  Task<bool> zero_piece(uint64_t offset, uint64_t end, bool may_unmap);
+  Task<bool> reads_as_zeros(uint64_t from, uint64_t to);
 
   Task<void> wait_in_flight(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard);
   void end_in_flight(uint64_t first_cluster);

@@ -238,45 +238,47 @@ Task<void> Qcow2Node::write(uint64_t offset, std::span<const std::byte> data, bl
   if (flags.fua || cache_.writethrough) co_await flush();
 }
 
-// Zeroes or discards whole clusters from `offset` within one L2 table.
-Task<uint64_t> Qcow2Node::zero_step(uint64_t offset, uint64_t length, bool unmap, bool discard_only) {
-  auto guard = co_await meta_lock_.lock();
+// Zeroing and discard follow qemu's qcow2 driver and block layer, so that
+// images keep the same layout as qemu leaves them:
+//  - a zero request is cut as qemu's block layer cuts it: an unaligned head
+//    up to the first subcluster boundary, the aligned bulk, an unaligned tail;
+//  - an unaligned piece zeroes its whole subcluster when the rest of it
+//    already reads as zeros and it holds no data, else it is written as a
+//    buffer of zeros (or fails with ENOTSUP under no_fallback);
+//  - aligned runs are zeroized in the L2 tables: v3 images mark clusters (or
+//    subclusters) zero, keeping their host clusters unless may_unmap;
+//    v2 images, which cannot say "zero", drop the clusters instead, which
+//    reads as zeros without a backing file;
+//  - discard drops allocated clusters, leaving v3 clusters marked zero.
+
+namespace {
+
+bool is_allocated(ClusterKind kind) {
+  return kind == ClusterKind::Normal || kind == ClusterKind::Compressed || kind == ClusterKind::ZeroAlloc;
+}
+
+}  // namespace
+
+Task<uint64_t> Qcow2Node::change_entries(uint64_t offset, uint64_t length, bool create_table, const EntryRule& rule,
+                                         CoMutex::Guard& guard) {
   const uint64_t l1_index = geo_.l1_index(offset);
   const uint64_t end = std::min(offset + length, (l1_index + 1) * geo_.bytes_per_l2());
   const uint64_t first_cluster = offset >> geo_.cluster_bits;
   // The disk's last cluster may be partial; it still counts.
   const uint64_t count = div_round_up(end - offset, geo_.cluster_size);
   co_await wait_in_flight(first_cluster, count, guard);
-  // Without a backing file an unallocated cluster reads as zeros, so zeroing
-  // may simply drop the mapping unless the host cluster is to be kept. Where
-  // the format can say "zero" (v3), it is said explicitly, as qemu does, even
-  // if that needs a new L2 table.
-  const bool has_zero_flag = header_.version >= 3;
-  const bool mark_zero = !discard_only && (has_zero_flag || geo_.extended_l2);
   auto table = co_await get_l2(l1_index, false);
-  if (!table && !mark_zero) co_return end - offset;  // nothing allocated: already reads as zeros
+  if (!table && !create_table) co_return end - offset;  // nothing allocated
   if (!table || !(l1_[l1_index] & kFlagCopied)) table = co_await get_l2(l1_index, true);
   co_await mark_dirty_for_lazy_refcounts();
   for (uint64_t i = 0; i < count; i++) {
     const uint64_t index = geo_.l2_index(offset) + i;
     const L2Entry e = load_entry(table, index);
     const ClusterKind kind = e.kind(geo_);
-    L2Entry next{};
-    bool release = true;
-    if (!discard_only && !unmap && e.copied() && (kind == ClusterKind::Normal || kind == ClusterKind::ZeroAlloc)) {
-      // Keep the host cluster for a later write, reading as zeros meanwhile.
-      if (geo_.extended_l2) next = {e.word, kAllSubclustersZero};
-      else if (has_zero_flag) next = {e.word | kFlagZero, 0};
-      else next = {};
-      release = !has_zero_flag && !geo_.extended_l2;
-    } else if (!discard_only && has_zero_flag && !geo_.extended_l2) {
-      next = {kFlagZero, 0};
-    } else if (!discard_only && geo_.extended_l2) {
-      next = {0, kAllSubclustersZero};
-    }
-    if (e.word == next.word && e.bitmap == next.bitmap) continue;
-    store_entry(table, index, next);
-    if (release) {
+    const std::optional<EntryChange> change = rule(e, kind);
+    if (!change || (change->entry.word == e.word && change->entry.bitmap == e.bitmap)) continue;
+    store_entry(table, index, change->entry);
+    if (change->free_old) {
       if (kind == ClusterKind::Compressed) refcounts_->free_later(e.compressed_offset(geo_), e.compressed_length(geo_));
       else if (e.host_offset()) refcounts_->free_later(e.host_offset(), geo_.cluster_size);
     }
@@ -284,27 +286,116 @@ Task<uint64_t> Qcow2Node::zero_step(uint64_t offset, uint64_t length, bool unmap
   co_return end - offset;
 }
 
+Task<void> Qcow2Node::for_each_table(uint64_t offset, uint64_t end, bool create_tables, const EntryRule& rule,
+                                      CoMutex::Guard& guard) {
+  for (uint64_t pos = offset; pos < end;) {
+    pos += co_await change_entries(pos, end - pos, create_tables, rule, guard);
+    if (pos < end) {
+      // Let other requests in between tables: a large range may span many.
+      guard.unlock();
+      guard = co_await meta_lock_.lock();
+    }
+  }
+}
+
+Task<bool> Qcow2Node::zero_subclusters(uint64_t offset, uint64_t end, CoMutex::Guard& guard) {
+  const uint64_t cluster_start = align_down(offset, geo_.cluster_size);
+  co_await wait_in_flight(offset >> geo_.cluster_bits, 1, guard);
+  const uint64_t l1_index = geo_.l1_index(offset);
+  auto table = co_await get_l2(l1_index, false);
+  if (!table || !(l1_[l1_index] & kFlagCopied)) table = co_await get_l2(l1_index, true);
+  const uint64_t index = geo_.l2_index(offset);
+  L2Entry e = load_entry(table, index);
+  if (e.kind(geo_) == ClusterKind::Compressed) co_return false;  // a compressed cluster is all or nothing
+  const uint64_t mask = subcluster_mask(geo_, offset - cluster_start, end - cluster_start);
+  const L2Entry next{e.word, (e.bitmap | mask << 32) & ~mask};
+  if (next.bitmap != e.bitmap) {
+    co_await mark_dirty_for_lazy_refcounts();
+    store_entry(table, index, next);
+  }
+  co_return true;
+}
+
+Task<bool> Qcow2Node::zeroize(uint64_t offset, uint64_t end, bool may_unmap, CoMutex::Guard& guard) {
+  if (header_.version < 3) {
+    co_await for_each_table(offset, end, false, discard_rule(), guard);
+    co_return true;
+  }
+  const EntryRule zero_rule = [&](const L2Entry& e, ClusterKind kind) -> std::optional<EntryChange> {
+    const bool unmap = kind == ClusterKind::Compressed || (may_unmap && is_allocated(kind));
+    L2Entry next = unmap ? L2Entry{} : e;
+    if (geo_.extended_l2) next.bitmap = kAllSubclustersZero;
+    else next.word |= kFlagZero;
+    return EntryChange{next, unmap};
+  };
+  // Subclusters of partial clusters at either end (extended L2 only), whole clusters between.
+  const uint64_t head_end = std::min(end, align_up(offset, geo_.cluster_size));
+  if (head_end > offset && !co_await zero_subclusters(offset, head_end, guard)) co_return false;
+  const uint64_t tail_start = end == header_.size ? end : std::max(head_end, align_down(end, geo_.cluster_size));
+  co_await for_each_table(head_end, tail_start, true, zero_rule, guard);
+  if (end > tail_start && !co_await zero_subclusters(tail_start, end, guard)) co_return false;
+  co_return true;
+}
+
+Qcow2Node::EntryRule Qcow2Node::discard_rule() const {
+  return [this](const L2Entry&, ClusterKind kind) -> std::optional<EntryChange> {
+    if (!is_allocated(kind)) return std::nullopt;  // already reads as zeros (no backing file)
+    if (geo_.extended_l2) return EntryChange{L2Entry{0, kAllSubclustersZero}, true};
+    return EntryChange{L2Entry{header_.version >= 3 ? kFlagZero : 0, 0}, true};
+  };
+}
+
+Task<bool> Qcow2Node::reads_as_zeros(uint64_t from, uint64_t to) {
+  while (from < to) {
+    const BlockStatus st = co_await block_status(from, to - from);
+    if (!st.zero || st.length == 0) co_return false;
+    from += st.length;
+  }
+  co_return true;
+}
+
+Task<bool> Qcow2Node::zero_piece(uint64_t offset, uint64_t end, bool may_unmap) {
+  const uint64_t unit = geo_.subcluster_size;
+  const uint64_t start = align_down(offset, unit);
+  const uint64_t stop = end == header_.size ? end : std::min(align_up(end, unit), header_.size);
+  if (start == offset && stop == end) {
+    auto guard = co_await meta_lock_.lock();
+    co_return co_await zeroize(offset, end, may_unmap, guard);
+  }
+  if (!co_await reads_as_zeros(start, offset) || !co_await reads_as_zeros(end, stop)) co_return false;
+  // The subcluster must still hold no data once the lock is held.
+  auto guard = co_await meta_lock_.lock();
+  co_await wait_in_flight(start >> geo_.cluster_bits, 1, guard);
+  const uint64_t l1_index = geo_.l1_index(start);
+  auto table = co_await get_l2(l1_index, false);
+  const L2Entry e = table ? load_entry(table, geo_.l2_index(start)) : L2Entry{};
+  const SubclusterKind kind = subcluster_kind(e, geo_, static_cast<unsigned>((start % geo_.cluster_size) / unit));
+  if (kind == SubclusterKind::Data || kind == SubclusterKind::Compressed) co_return false;
+  co_return co_await zeroize(start, std::min(start + unit, header_.size), may_unmap, guard);
+}
+
 Task<void> Qcow2Node::write_zeroes(uint64_t offset, uint64_t length, block::ZeroFlags flags) {
   if (offset > header_.size || length > header_.size - offset)
     raise(EINVAL, "Write of {} zero bytes at offset {} is past the end of the image ({} bytes)", length, offset, header_.size);
   require_writable();
+  // qemu offers no fallback-free zeroing on v2 images, which have no zero flag.
+  if (flags.no_fallback && header_.version < 3) raise(ENOTSUP, "qcow2 version 2 images cannot mark clusters zero");
+  const uint64_t unit = geo_.subcluster_size;
   const uint64_t end = offset + length;
-  const uint64_t aligned_start = std::min(align_up(offset, geo_.cluster_size), end);
-  // The last cluster of the disk may be partial; it counts as whole.
-  const uint64_t aligned_end = end == header_.size ? end : std::max(aligned_start, align_down(end, geo_.cluster_size));
-  auto zero_partial = [&](uint64_t from, uint64_t to) -> Task<void> {
-    if (from >= to) co_return;
-    BlockStatus st = co_await block_status(from, to - from);
-    if (st.zero && st.length >= to - from) co_return;
-    if (flags.no_fallback) raise(ENOTSUP, "Zeroing a partial cluster needs a fallback write");
-    AlignedBuffer zeros(to - from);
-    co_await write(from, zeros.span());
-  };
-  co_await zero_partial(offset, aligned_start);
-  co_await guard_corruption([&]() -> Task<void> {
-    for (uint64_t pos = aligned_start; pos < aligned_end;) pos += co_await zero_step(pos, aligned_end - pos, flags.may_unmap, false);
-  });
-  co_await zero_partial(std::max(aligned_end, aligned_start), end);
+  for (uint64_t pos = offset; pos < end;) {
+    uint64_t piece_end = end;
+    if (pos % unit) piece_end = std::min(end, align_up(pos, unit));
+    else if (end % unit && end - pos > unit) piece_end = align_down(end, unit);
+    bool zeroized = false;
+    co_await guard_corruption([&]() -> Task<void> { zeroized = co_await zero_piece(pos, piece_end, flags.may_unmap); });
+    if (!zeroized) {
+      if (flags.no_fallback) raise(ENOTSUP, "Zeroing {} bytes at offset {} needs a write of zeros", piece_end - pos, pos);
+      AlignedBuffer zeros(std::min<uint64_t>(piece_end - pos, 1ull << 20));
+      for (uint64_t at = pos; at < piece_end; at += zeros.size())
+        co_await write(at, zeros.span(0, std::min<uint64_t>(zeros.size(), piece_end - at)));
+    }
+    pos = piece_end;
+  }
 }
 
 Task<void> Qcow2Node::discard(uint64_t offset, uint64_t length) {
@@ -314,8 +405,10 @@ Task<void> Qcow2Node::discard(uint64_t offset, uint64_t length) {
   // Only whole clusters can be dropped; a discard is a hint, so the partial edges are left alone.
   const uint64_t start = align_up(offset, geo_.cluster_size);
   const uint64_t end = offset + length == header_.size ? offset + length : align_down(offset + length, geo_.cluster_size);
+  const EntryRule rule = discard_rule();
   co_await guard_corruption([&]() -> Task<void> {
-    for (uint64_t pos = start; pos < end;) pos += co_await zero_step(pos, end - pos, true, true);
+    auto guard = co_await meta_lock_.lock();
+    co_await for_each_table(start, end, false, rule, guard);
   });
 }
 

@@ -99,7 +99,7 @@ int cmd_check(int argc, char** argv) {
   const qcow2::CheckFix fix = repair == "all" ? qcow2::CheckFix::All : repair == "leaks" ? qcow2::CheckFix::Leaks : qcow2::CheckFix::None;
 
   EventLoop loop;
-  auto node = loop.run(block::open_image(filename, options));
+  auto node = loop.run(img_open(filename, options));
   auto* image = dynamic_cast<qcow2::Qcow2Node*>(node.get());
   if (!image) {
     tools::print_error("This image format does not support checks");

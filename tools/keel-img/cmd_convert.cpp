@@ -22,7 +22,7 @@ Task<void> run_convert(const std::vector<std::string>& source_names, const std::
   std::vector<std::unique_ptr<block::BlockNode>> sources;
   std::vector<block::BlockNode*> source_nodes;
   for (const auto& name : source_names) {
-    sources.push_back(co_await block::open_image(name, source_options));
+    sources.push_back(co_await img_open(name, source_options));
     source_nodes.push_back(sources.back().get());
   }
   const block::FormatDriver* target_driver = block::find_format(*target_options.format);
@@ -36,7 +36,7 @@ Task<void> run_convert(const std::vector<std::string>& source_names, const std::
       throw e.with_context(fmt::format("{}: error while converting {}", target_name, target_driver->name));
     }
   }
-  auto target = co_await block::open_image(target_name, target_options);
+  auto target = co_await img_open(target_name, target_options);
   if (convert_options.compress && !target->supports_compressed_writes())
     raise(ENOTSUP, "Compression not supported for this file format");
   convert_options.target_is_zero = create ? target->has_zero_init() : target_is_zero;

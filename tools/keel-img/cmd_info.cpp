@@ -27,7 +27,7 @@ int cmd_info(int argc, char** argv) {
   block::OpenOptions options;
   if (!format.empty()) options.format = format;
   options.force_share = force_share;
-  auto node = loop.run(block::open_image(filename, options));
+  auto node = loop.run(img_open(filename, options));
   auto info = block::image_info(*node);
   if (output == "json") {
     // --backing-chain lists every image; keel opens no backing files yet, so the chain is the image itself.
