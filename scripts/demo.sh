@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # keel's main job on a built-in example: create a qcow2 image, fill it with
 # data by converting a generated raw image into it, convert it back out with
-# compression, and show what keel-img and qemu-img say about the result.
+# compression, show what keel-img and qemu-img say about the result, and
+# drive a scratch image request by request with keel-io.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/bin
@@ -25,3 +26,7 @@ echo "== keel-img check small.qcow2"
 "$bin/keel-img" check "$work/small.qcow2"
 echo "== qemu-img compare disk.raw small.qcow2 (the peer reads keel's image)"
 qemu-img compare "$work/disk.raw" "$work/small.qcow2"
+echo "== keel-io: write a pattern, zero a range, read it back, show the allocation"
+"$bin/keel-img" create -q -f qcow2 "$work/scratch.qcow2" 1M
+"$bin/keel-io" -f qcow2 -c 'write -P 0x6b 0 128k' -c 'write -z -u 64k 64k' -c 'read -P 0x6b 0 64k' \
+  -c 'read -P 0 64k 64k' -c map "$work/scratch.qcow2"
