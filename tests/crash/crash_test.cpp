@@ -83,9 +83,21 @@ struct WriterOutcome {
   std::string log;
 };
 
-// Starts crash_writer, kills it after `delay` (if it is still running), reaps it.
+// When to kill the writer. Counted in the writer's own progress (batches it
+// reports durable), not in wall time, so that slow builds (sanitizers, a
+// loaded machine) kill at the same points of the request stream as fast ones.
+struct KillPlan {
+  bool kill = false;
+  bool after_open = false;   // else count the delay from the start of the process
+  uint64_t after_batches = 0;  // with after_open: wait until this many batches are durable
+  std::chrono::microseconds delay{0};  // then wait this long, to land inside a batch
+};
+
+uint64_t durable_batches_so_far(const std::string& journal);
+
+// Starts crash_writer, kills it as `plan` says (if it is still running), reaps it.
 WriterOutcome run_writer(const std::string& image, const std::string& journal, const std::string& log, uint64_t seed,
-                         uint64_t max_batches, std::chrono::microseconds delay, bool kill_it, bool after_open) {
+                         uint64_t max_batches, const KillPlan& plan) {
   const std::string writer = keel_bin("crash_writer");
   std::vector<std::string> argv = {writer, image, journal, std::to_string(seed), std::to_string(max_batches)};
   std::vector<char*> args;
@@ -99,19 +111,22 @@ WriterOutcome run_writer(const std::string& image, const std::string& journal, c
   const int rc = posix_spawn(&pid, writer.c_str(), &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot run " + writer);
-  if (kill_it) {
-    if (after_open) {
-      // Start the delay once the writer has the image open (its journal says "O").
-      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  if (plan.kill) {
+    if (plan.after_open) {
+      // Wait for the writer to open the image (its journal says "O") and make
+      // the planned number of batches durable. The deadline only keeps a
+      // stuck writer from hanging the test; the writer is killed either way.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(120);
       std::error_code ec;
       for (;;) {
         siginfo_t info{};
         if (waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) break;  // already ended
-        if (std::filesystem::file_size(journal, ec) != 0 || std::chrono::steady_clock::now() > give_up) break;
+        if (std::chrono::steady_clock::now() > give_up) break;
+        if (std::filesystem::file_size(journal, ec) != 0 && durable_batches_so_far(journal) >= plan.after_batches) break;
         std::this_thread::sleep_for(std::chrono::microseconds(100));
       }
     }
-    std::this_thread::sleep_for(delay);
+    std::this_thread::sleep_for(plan.delay);
     kill(pid, SIGKILL);
   }
   int status = 0;
@@ -137,11 +152,13 @@ JournalState read_journal(const std::string& path) {
   std::string line;
   while (std::getline(f, line)) {
     if (line == "O") j.opened = true;
-    else if (line.rfind("F ", 0) == 0) j.durable_batches = std::stoull(line.substr(2));
+    else if (line.rfind("F ", 0) == 0) j.durable_batches = std::strtoull(line.c_str() + 2, nullptr, 10);
     else if (line.rfind("D ", 0) == 0) j.done = true;
   }
   return j;
 }
+
+uint64_t durable_batches_so_far(const std::string& journal) { return read_journal(journal).durable_batches; }
 
 // What an operation leaves in the disk, as a range and its bytes.
 struct Effect {
@@ -287,19 +304,23 @@ TEST_P(CrashTest, KilledWriterLeavesConsistentImage) {
       const uint64_t seed = rng();
       // Most runs are killed; the last run of each image ends normally, which
       // checks the model itself and a clean close.
-      const bool kill_it = r != cfg.runs_per_image - 1;
-      const auto delay = std::chrono::microseconds(rng() % 50001);
-      // A quarter of the kills count the delay from the start of the process
-      // (so some land while the image is being opened or repaired), the rest
-      // from when the image is open.
-      const bool after_open = rng() % 4 != 0;
-      const uint64_t max_batches = kill_it ? kBatchesPerKilledRun : kBatchesPerCleanRun;
+      KillPlan plan;
+      plan.kill = r != cfg.runs_per_image - 1;
+      // A quarter of the kills count a delay of up to 50 ms from the start of
+      // the process (so some land while the image is being opened or
+      // repaired); the rest come after 0 to 15 durable batches plus up to
+      // 5 ms, inside the request stream.
+      plan.after_open = rng() % 4 != 0;
+      plan.after_batches = plan.after_open ? rng() % 16 : 0;
+      plan.delay = std::chrono::microseconds(plan.after_open ? rng() % 5001 : rng() % 50001);
+      const uint64_t max_batches = plan.kill ? kBatchesPerKilledRun : kBatchesPerCleanRun;
       const std::string tag = fmt::format("{}-img{}-run{}-seed{:#x}", cfg.name, img, r, seed);
       const std::string journal = dir.file("journal"), log = dir.file("writer.log");
       std::filesystem::remove(journal);
-      SCOPED_TRACE(tag + fmt::format(" kill {}us after {}", delay.count(), after_open ? "the image was open" : "the start"));
+      SCOPED_TRACE(tag + (plan.after_open ? fmt::format(" kill {}us after {} durable batches", plan.delay.count(), plan.after_batches)
+                                          : fmt::format(" kill {}us after the start", plan.delay.count())));
 
-      const WriterOutcome w = run_writer(image, journal, log, seed, max_batches, delay, kill_it, after_open);
+      const WriterOutcome w = run_writer(image, journal, log, seed, max_batches, plan);
       ASSERT_TRUE(w.status == 0 || w.status == 128 + SIGKILL) << "writer failed (status " << w.status << "): " << w.log
                                                                << "image kept at " << keep_failure(image, tag);
       const auto lock_wait = wait_for_locks_released(image);
