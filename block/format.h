@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "block/file/file_node.h"
@@ -22,6 +23,12 @@ struct OpenOptions {
   CacheMode cache;
   // Opened by `check -r`: images marked corrupt or dirty open as they are, for repair.
   bool for_repair = false;
+  // qemu's BDRV_O_NO_BACKING (`info`): the backing file is named, not opened;
+  // what it would provide reads as zeros.
+  bool no_backing = false;
+  // The images above this one in the backing chain being opened, as
+  // (device, inode), so that a loop is refused instead of followed.
+  std::vector<std::pair<uint64_t, uint64_t>> overlays;
 };
 
 struct CreateRequest {

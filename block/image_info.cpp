@@ -5,18 +5,11 @@
 #include <fmt/format.h>
 
 #include "base/units.h"
+#include "block/backing.h"
 
 namespace keel::block {
 
 namespace {
-
-// Backing file names are relative to the directory of the image naming them.
-std::string combine_paths(const std::string& image, const std::string& backing) {
-  if (backing.empty() || backing[0] == '/' || backing.find("://") != std::string::npos) return backing;
-  auto slash = image.rfind('/');
-  if (slash == std::string::npos) return backing;
-  return image.substr(0, slash + 1) + backing;
-}
 
 void dump_value(std::string& out, const nlohmann::ordered_json& value, int indent);
 

@@ -9,6 +9,10 @@ Task<void> BlockNode::write_compressed(uint64_t, std::span<const std::byte>) {
   co_return;
 }
 
+void BlockNode::attach_backing(std::unique_ptr<BlockNode>) {
+  raise(ENOTSUP, "Driver '{}' does not support backing files", format_name());
+}
+
 std::optional<uint64_t> BlockNode::allocated_size() const {
   return file_ ? file_->allocated_size() : std::nullopt;
 }

@@ -70,6 +70,9 @@ class BlockNode {
 
   BlockNode* file() const noexcept { return file_.get(); }
   BlockNode* backing() const noexcept { return backing_.get(); }
+  // Puts `backing` under this node, as qemu's bdrv_append() does for a
+  // temporary snapshot overlay. Formats without backing files raise ENOTSUP.
+  virtual void attach_backing(std::unique_ptr<BlockNode> backing);
 
  protected:
   BlockNode(std::string filename, bool writable) : filename_(std::move(filename)), writable_(writable) {}

@@ -41,10 +41,13 @@ struct BlockStatus {
   bool data = false;       // reads come from stored data (not known zero)
   bool zero = false;       // reads return zeros
   bool allocated = false;  // this node (not a backing node) decides the contents
+  // Some node of the backing chain decides the contents (qemu's allocated
+  // "above"); a range no node holds reads as zeros.
+  bool allocated_in_chain = false;
   bool compressed = false;
-  // Where the data lives in the file child, when it is stored uncompressed.
+  // Where the data lives in the file child of the deciding node, when it is stored uncompressed.
   std::optional<uint64_t> host_offset;
-  unsigned depth = 0;  // 0: this node; n: the n-th backing node
+  unsigned depth = 0;  // the node that decides (or the last one asked): 0 this node, n the n-th backing node
 };
 
 }  // namespace keel::block

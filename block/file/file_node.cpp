@@ -227,7 +227,7 @@ Task<void> FileNode::flush() {
 
 Task<BlockStatus> FileNode::block_status(uint64_t offset, uint64_t length) {
   BlockStatus st;
-  st.allocated = true;
+  st.allocated = st.allocated_in_chain = true;
   uint64_t end = std::min(offset + length, size_);
   if (offset >= end) {
     st.length = length;

@@ -13,7 +13,9 @@ namespace keel::block {
 namespace {
 
 constexpr uint64_t kChunkSize = 2ull << 20;  // qemu's IO_BUF_SIZE
-constexpr uint64_t kMaxZeroChunk = 1ull << 30;
+// A zero run is one chunk up to this size: skipping (or zeroing) it is cheap,
+// and a huge empty image then takes thousands of steps rather than millions.
+constexpr uint64_t kMaxZeroChunk = 64ull << 30;
 
 bool is_zero(const std::byte* p, size_t n) {
   // The buffer is zero iff its first 16 bytes are and it equals itself shifted

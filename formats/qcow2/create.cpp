@@ -64,7 +64,11 @@ Task<void> create_image(const CreateRequest& request) {
     raise(EINVAL, "Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)");
   if (extended_l2 && cluster_size < 16384)
     raise(EINVAL, "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
-  if (o.has("backing_file") || o.has("backing_fmt")) raise(ENOTSUP, "Backing files are not supported yet");
+  const std::optional<std::string> backing_file = o.get("backing_file");
+  const std::optional<std::string> backing_fmt = o.get("backing_fmt");
+  if (backing_fmt && !backing_file) raise(EINVAL, "Backing format cannot be used without backing file");
+  if (backing_file && prealloc != Preallocation::Off && !extended_l2)
+    raise(EINVAL, "Backing file and preallocation can only be used at the same time if extended_l2 is on");
   if (o.has("data_file") || o.has("data_file_raw")) raise(ENOTSUP, "External data files are not supported yet");
   if (o.get_bool("encryption").value_or(false) || o.has("encrypt.format")) raise(ENOTSUP, "Encryption is not supported yet");
 
@@ -80,6 +84,12 @@ Task<void> create_image(const CreateRequest& request) {
   }
   if (extended_l2) h.incompatible_features |= kIncompatExtendedL2;
   if (lazy) h.compatible_features |= kCompatLazyRefcounts;
+  if (backing_file) {
+    h.backing_file = *backing_file;
+    // qemu writes the backing format first, and into version 2 images too.
+    if (backing_fmt) h.extensions.push_back({kExtBackingFormat, std::vector<std::byte>(reinterpret_cast<const std::byte*>(backing_fmt->data()),
+                                                                                   reinterpret_cast<const std::byte*>(backing_fmt->data()) + backing_fmt->size())});
+  }
   if (version >= 3) h.extensions.push_back(feature_table_extension());
   {
     const Geometry geo(h);
@@ -105,7 +115,7 @@ Task<void> create_image(const CreateRequest& request) {
     co_await file->flush();
   }
 
-  OpenOptions open_options{.format = std::string("qcow2"), .writable = true};
+  OpenOptions open_options{.format = std::string("qcow2"), .writable = true, .no_backing = true};
   auto node = co_await Qcow2Node::open(open_file(request.filename, open_options), open_options);
   co_await node->allocate_l1_table(request.size);
   co_await node->preallocate(prealloc);

@@ -118,7 +118,7 @@ Header parse_header(std::span<const std::byte> head, uint64_t file_size) {
   // (if any) or the end of the first cluster.
   uint64_t ext_end = std::min<uint64_t>(cluster, head.size());
   if (h.backing_file_offset) ext_end = std::min<uint64_t>(ext_end, h.backing_file_offset);
-  if (h.version >= 3) {
+  {
     uint64_t pos = h.header_length;
     while (pos + 8 <= ext_end) {
       uint32_t type = r.get<uint32_t>(pos);
@@ -176,16 +176,17 @@ std::vector<std::byte> serialize_header(const Header& h) {
     store_be<uint32_t>(p + 100, length);
     p[104] = static_cast<std::byte>(h.compression_type);
     pos = length;
-    for (const auto& e : h.extensions) {
-      uint64_t padded = (e.data.size() + 7) & ~uint64_t{7};
-      if (pos + 8 + padded + 8 > cluster) raise(ENOSPC, "qcow2 header extensions do not fit in the first cluster");
-      store_be<uint32_t>(p + pos, e.type);
-      store_be<uint32_t>(p + pos + 4, static_cast<uint32_t>(e.data.size()));
-      std::memcpy(p + pos + 8, e.data.data(), e.data.size());
-      pos += 8 + padded;
-    }
-    pos += 8;  // end-of-extensions marker (zeros)
   }
+  // Version 2 images have extensions too (the backing format), right after the 72-byte header.
+  for (const auto& e : h.extensions) {
+    uint64_t padded = (e.data.size() + 7) & ~uint64_t{7};
+    if (pos + 8 + padded + 8 > cluster) raise(ENOSPC, "qcow2 header extensions do not fit in the first cluster");
+    store_be<uint32_t>(p + pos, e.type);
+    store_be<uint32_t>(p + pos + 4, static_cast<uint32_t>(e.data.size()));
+    std::memcpy(p + pos + 8, e.data.data(), e.data.size());
+    pos += 8 + padded;
+  }
+  pos += 8;  // end-of-extensions marker (zeros)
   if (!h.backing_file.empty()) {
     if (h.backing_file.size() > kMaxBackingNameLength) raise(EINVAL, "Backing file name too long");
     if (pos + h.backing_file.size() > cluster) raise(ENOSPC, "Backing file name does not fit in the header cluster");

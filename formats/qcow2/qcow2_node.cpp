@@ -6,6 +6,7 @@
 #include "base/async/thread_pool.h"
 #include "base/endian.h"
 #include "base/units.h"
+#include "block/backing.h"
 #include "formats/qcow2/check.h"
 #include "formats/qcow2/compression.h"
 #include "formats/qcow2/corruption.h"
@@ -76,10 +77,13 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
 
   if (h.crypt_method) node->io_refusal_ = "encrypted qcow2 images are not supported yet";
   else if (h.incompatible_features & kIncompatDataFile) node->io_refusal_ = "qcow2 images with an external data file are not supported yet";
-  else if (!h.backing_file.empty()) node->io_refusal_ = "qcow2 images with a backing file are not supported yet";
+
+  if (options.writable && node->io_refusal_) raise(ENOTSUP, "{}", *node->io_refusal_);
+  // Before anything is written, so that an image whose chain cannot be opened stays untouched.
+  if (!h.backing_file.empty() && !options.no_backing)
+    node->backing_ = co_await block::open_backing(*node, h.backing_file, h.backing_format(), options);
 
   if (options.writable) {
-    if (node->io_refusal_) raise(ENOTSUP, "{}", *node->io_refusal_);
     try {
       co_await node->refcounts_->find_end();
     } catch (const Corruption&) {
@@ -225,7 +229,12 @@ Task<std::vector<Qcow2Node::Segment>> Qcow2Node::map_range(uint64_t offset, uint
   };
   auto table = co_await get_l2(l1_index, false);
   if (!table) {
-    push(end - offset, SubclusterKind::Unallocated, 0);
+    // L1 entries without tables in a row make one unallocated run, so that a
+    // status query over a huge empty image is one call, not one per table.
+    uint64_t run_end = end;
+    for (uint64_t next = l1_index + 1; run_end < offset + length && next < l1_.size() && !(l1_[next] & kOffsetMask); next++)
+      run_end = std::min(offset + length, (next + 1) * geo_.bytes_per_l2());
+    push(run_end - offset, SubclusterKind::Unallocated, 0);
     co_return segments;
   }
   uint64_t pos = offset;
@@ -265,6 +274,15 @@ Task<void> Qcow2Node::read_compressed(uint64_t l2_word, std::span<std::byte> clu
   co_await EventLoop::current().pool().run([&] { decompress_cluster(type, stored, cluster); });
 }
 
+void Qcow2Node::attach_backing(std::unique_ptr<block::BlockNode> backing) { backing_ = std::move(backing); }
+
+Task<void> Qcow2Node::read_backing(uint64_t offset, std::span<std::byte> out) {
+  const uint64_t below = backing_ && offset < backing_->size() ? backing_->size() - offset : 0;
+  const uint64_t available = std::min<uint64_t>(out.size(), below);
+  if (available) co_await backing_->read(offset, out.first(available));
+  std::memset(out.data() + available, 0, out.size() - available);
+}
+
 Task<void> Qcow2Node::read(uint64_t offset, std::span<std::byte> buffer) {
   if (offset > header_.size || buffer.size() > header_.size - offset)
     raise(EINVAL, "Read of {} bytes at offset {} is past the end of the image ({} bytes)", buffer.size(), offset, header_.size);
@@ -283,8 +301,8 @@ Task<void> Qcow2Node::read(uint64_t offset, std::span<std::byte> buffer) {
       std::span<std::byte> out = buffer.subspan(done, s.length);
       switch (s.kind) {
         case SubclusterKind::Data: group.spawn(file_->read(s.host, out)); break;
-        case SubclusterKind::Zero:
-        case SubclusterKind::Unallocated: std::memset(out.data(), 0, out.size()); break;
+        case SubclusterKind::Zero: std::memset(out.data(), 0, out.size()); break;
+        case SubclusterKind::Unallocated: group.spawn(read_backing(offset + done, out)); break;
         case SubclusterKind::Compressed: {
           const uint64_t in = geo_.cluster_offset_in(offset + done);
           if (in == 0 && out.size() == geo_.cluster_size) {
@@ -356,13 +374,32 @@ Task<BlockStatus> Qcow2Node::block_status(uint64_t offset, uint64_t length) {
   st.length = s.length;
   switch (s.kind) {
     case SubclusterKind::Data:
-      st.data = st.allocated = true;
+      st.data = st.allocated = st.allocated_in_chain = true;
       st.host_offset = s.host;
       break;
-    case SubclusterKind::Zero: st.zero = st.allocated = true; break;
-    case SubclusterKind::Unallocated: st.zero = header_.backing_file.empty(); break;
-    case SubclusterKind::Compressed: st.data = st.allocated = st.compressed = true; break;
+    case SubclusterKind::Zero: st.zero = st.allocated = st.allocated_in_chain = true; break;
+    case SubclusterKind::Unallocated:
+      if (!backing_) st.zero = true;
+      else co_return co_await backing_status(offset, st.length);
+      break;
+    case SubclusterKind::Compressed: st.data = st.allocated = st.allocated_in_chain = st.compressed = true; break;
   }
+  co_return st;
+}
+
+Task<BlockStatus> Qcow2Node::backing_status(uint64_t offset, uint64_t length) {
+  const uint64_t backing_size = backing_->size();
+  BlockStatus st;
+  if (offset >= backing_size) {
+    // Past the end of a shorter backing node: zeros that qemu counts as that node's own.
+    st.length = length;
+    st.zero = st.allocated_in_chain = true;
+  } else {
+    st = co_await backing_->block_status(offset, std::min(length, backing_size - offset));
+    st.length = std::clamp<uint64_t>(st.length, 1, std::min(length, backing_size - offset));
+  }
+  st.allocated = false;
+  st.depth++;
   co_return st;
 }
 
@@ -385,6 +422,10 @@ Task<void> Qcow2Node::truncate(uint64_t size, block::Preallocation prealloc) {
   require_writable();
   if (size < header_.size) raise(ENOTSUP, "qcow2 images cannot be shrunk yet");
   if (prealloc != block::Preallocation::Off) raise(ENOTSUP, "Preallocation is not supported when growing qcow2 images yet");
+  // The new area must read as zeros, not as the backing file's data past the
+  // old end; v2 images cannot mark it zero, so qemu refuses to grow them.
+  const bool uncovers_backing = backing_ && backing_->size() > header_.size && size > header_.size;
+  if (uncovers_backing && header_.version < 3) raise(ENOTSUP, "Failed to zero out new clusters: {}", errno_text(ENOTSUP));
   auto guard = co_await meta_lock_.lock();
   const uint64_t entries = geo_.l1_entries_for(size);
   if (entries * 8 > kMaxL1Bytes) raise(EFBIG, "Image size is too large for this cluster size");
@@ -412,11 +453,25 @@ Task<void> Qcow2Node::truncate(uint64_t size, block::Preallocation prealloc) {
   std::byte field[8];
   store_be<uint64_t>(field, size);
   co_await file_->write(24, field);
+  const uint64_t old_size = header_.size;
   header_.size = size;
+  if (uncovers_backing) {
+    // As qemu: zero (sub)clusters from the first boundary, zeros written before it.
+    const uint64_t zero_start = align_up(old_size, geo_.subcluster_size);
+    if (size > zero_start && !co_await zeroize(zero_start, size, false, guard))
+      raise(ENOTSUP, "Failed to zero out new clusters: {}", errno_text(ENOTSUP));
+    guard.unlock();
+    if (zero_start > old_size) {
+      AlignedBuffer zeros(std::min(zero_start, size) - old_size);
+      co_await write(old_size, zeros.span());
+    }
+  }
 }
 
 Task<void> Qcow2Node::preallocate(block::Preallocation mode) {
   if (mode == block::Preallocation::Off) co_return;
+  // Over a backing file (extended L2 only) the subclusters stay unallocated, reading through, as in qemu.
+  const uint64_t bitmap = geo_.extended_l2 && header_.backing_file.empty() ? kAllSubclustersAllocated : 0;
   // Map every cluster, one L2 table's worth at a time, to contiguous host clusters.
   uint64_t last_cluster = 0;
   for (uint64_t pos = 0; pos < header_.size;) {
@@ -427,7 +482,7 @@ Task<void> Qcow2Node::preallocate(block::Preallocation mode) {
     const uint64_t count = div_round_up(end - pos, geo_.cluster_size);
     const uint64_t host = co_await refcounts_->allocate_clusters(count);
     for (uint64_t i = 0; i < count; i++)
-      store_entry(table, geo_.l2_index(pos) + i, L2Entry{(host + i * geo_.cluster_size) | kFlagCopied, geo_.extended_l2 ? kAllSubclustersAllocated : 0});
+      store_entry(table, geo_.l2_index(pos) + i, L2Entry{(host + i * geo_.cluster_size) | kFlagCopied, bitmap});
     guard.unlock();
     const uint64_t bytes = count * geo_.cluster_size;
     last_cluster = host + bytes - geo_.cluster_size;

@@ -45,6 +45,7 @@ class Qcow2Node final : public block::BlockNode {
   bool has_zero_init() const override { return true; }
   void describe(nlohmann::ordered_json& info) const override;
   Task<void> close() override;
+  void attach_backing(std::unique_ptr<block::BlockNode> backing) override;
 
   const Header& header() const { return header_; }
   const Geometry& geometry() const { return geo_; }
@@ -76,7 +77,8 @@ class Qcow2Node final : public block::BlockNode {
     uint64_t host;  // Data: host offset of the first byte; Compressed: the L2 word
   };
 
-  // Maps [offset, offset+length) up to the end of one L2 table. Metadata lock held.
+  // Maps [offset, offset+length) up to the end of one L2 table (or, where
+  // there are no L2 tables, across all of them). Metadata lock held.
   Task<std::vector<Segment>> map_range(uint64_t offset, uint64_t length);
   Task<MetadataCache::Ref> get_l2(uint64_t l1_index, bool allocate);
   L2Entry load_entry(const MetadataCache::Ref& table, uint64_t index) const;
@@ -86,6 +88,14 @@ class Qcow2Node final : public block::BlockNode {
   void check_metadata_overlap(uint64_t host, uint64_t length, bool is_l2_table = false) const;
 
   Task<void> read_compressed(uint64_t l2_word, std::span<std::byte> cluster);
+  // What the backing chain shows at guest `offset`: its data, zeros past its end or without one.
+  Task<void> read_backing(uint64_t offset, std::span<std::byte> out);
+  // block_status() of a range this image leaves to its backing node.
+  Task<block::BlockStatus> backing_status(uint64_t offset, uint64_t length);
+  // Whether any node below holds [from, to) (else copy-on-write may just zero it).
+  Task<bool> backing_allocated(uint64_t from, uint64_t to);
+  // Fills part of a new cluster, at guest `guest` and host `host`, with what it read before a write.
+  Task<void> fill_cow(uint64_t guest, uint64_t host, uint64_t length, bool from_backing);
   // One pass of write(): handles clusters from `offset` within one L2 table and returns bytes consumed.
   Task<uint64_t> write_step(uint64_t offset, std::span<const std::byte> data);
 
@@ -138,7 +148,7 @@ class Qcow2Node final : public block::BlockNode {
   WaitQueue in_flight_done_;
   SnapshotTable snapshots_;
   std::vector<BitmapInfo> bitmaps_;
-  std::optional<std::string> io_refusal_;  // why guest I/O is refused (backing, encryption...)
+  std::optional<std::string> io_refusal_;  // why guest I/O is refused (encryption, external data file)
   bool lazy_refcounts_ = false;
   bool marked_dirty_ = false;
   bool corrupt_ = false;

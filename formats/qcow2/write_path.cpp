@@ -41,6 +41,27 @@ Task<void> Qcow2Node::mark_dirty_for_lazy_refcounts() {
   co_await update_incompatible_features(kIncompatDirty, 0);
 }
 
+Task<bool> Qcow2Node::backing_allocated(uint64_t from, uint64_t to) {
+  while (from < to) {
+    const BlockStatus st = co_await backing_status(from, to - from);
+    if (st.allocated_in_chain) co_return true;
+    from += st.length;
+  }
+  co_return false;
+}
+
+// The zeros are allocated in the file without writing buffers, as qemu's
+// copy-on-write does where no node below holds data.
+Task<void> Qcow2Node::fill_cow(uint64_t guest, uint64_t host, uint64_t length, bool from_backing) {
+  if (!from_backing || !backing_ || !co_await backing_allocated(guest, guest + length)) {
+    co_await file_->write_zeroes(host, length, {});
+    co_return;
+  }
+  AlignedBuffer copy(length);
+  co_await read_backing(guest, copy.span());
+  co_await file_->write(host, copy.span());
+}
+
 // Writes as much of `data` (at guest `offset`) as falls into one of four
 // cases, and returns how many bytes that was:
 //  1. clusters already allocated to this image alone: write in place;
@@ -108,7 +129,8 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
     const uint64_t index = geo_.l2_index(start);
     const L2Entry e = load_entry(table, index);
     check_data_offset(e.host_offset(), table.offset(), index);
-    // Edge subclusters that held no data are written whole: zeros around the new bytes.
+    // Edge subclusters that held no data are written whole: the new bytes
+    // amid what the subclusters read before (zeros, or the backing file's data).
     const uint64_t lo = offset - start;
     const uint64_t hi = step_end - start;
     const unsigned first_sc = static_cast<unsigned>(lo / geo_.subcluster_size);
@@ -124,6 +146,10 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
     guard.unlock();
     std::exception_ptr error;
     try {
+      if (lo > write_lo && subcluster_kind(e, geo_, first_sc) == SubclusterKind::Unallocated)
+        co_await read_backing(start + write_lo, padded.span(0, lo - write_lo));
+      if (write_hi > hi && subcluster_kind(e, geo_, last_sc) == SubclusterKind::Unallocated)
+        co_await read_backing(start + hi, padded.span(hi - write_lo, write_hi - hi));
       co_await file_->write(e.host_offset() + write_lo, padded.span());
     } catch (...) {
       error = std::current_exception();
@@ -146,9 +172,9 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   for (uint64_t i = 0; i < count; i++) old[i] = load_entry(table, geo_.l2_index(first_start + i * geo_.cluster_size));
 
   // What to write within the first and last cluster. Fresh clusters are
-  // padded with zeros to whole clusters, or to whole subclusters with
-  // extended L2 (the bitmap marks the rest unallocated). A copy covers the
-  // whole cluster.
+  // padded to whole clusters, or to whole subclusters with extended L2 (the
+  // bitmap marks the rest unallocated), with what the padding read before:
+  // zeros, or the backing file's data. A copy covers the whole cluster.
   uint64_t lo = offset - first_start;
   uint64_t hi = step_end - last_start;
   if (first_case == Case::Fresh) {
@@ -178,20 +204,27 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
         co_await read_compressed(e.word, merged.span());
       } else if (e.kind(geo_) == ClusterKind::Normal) {
         for (unsigned sc = 0; sc < (geo_.extended_l2 ? kSubclustersPerCluster : 1); sc++) {
-          if (subcluster_kind(e, geo_, sc) != SubclusterKind::Data) continue;
-          co_await file_->read(e.host_offset() + sc * geo_.subcluster_size, merged.span(sc * geo_.subcluster_size, geo_.subcluster_size));
+          const std::span<std::byte> part = merged.span(sc * geo_.subcluster_size, geo_.subcluster_size);
+          const SubclusterKind k = subcluster_kind(e, geo_, sc);
+          if (k == SubclusterKind::Data) co_await file_->read(e.host_offset() + sc * geo_.subcluster_size, part);
+          else if (k == SubclusterKind::Unallocated) co_await read_backing(first_start + sc * geo_.subcluster_size, part);
         }
       }
       std::memcpy(merged.data() + (offset - first_start), step_data.data(), length);
       co_await file_->write(host, merged.span());
     } else {
-      // The caller's data goes straight to the new clusters; the rest of the
-      // edge clusters is zeroed in the file (allocated, without writing zero
-      // buffers), as qemu's copy-on-write does for clusters with nothing below.
+      // The caller's data goes straight to the new clusters, the padding
+      // beside it separately. Whether a pad reads through to the backing file
+      // depends on the old entry of its own (sub)cluster.
+      auto reads_below = [&](const L2Entry& was, uint64_t in_cluster) {
+        return subcluster_kind(was, geo_, static_cast<unsigned>(in_cluster / geo_.subcluster_size)) == SubclusterKind::Unallocated;
+      };
+      const uint64_t tail_in = step_end - last_start;
       TaskGroup group;
       group.spawn(file_->write(host + (offset - first_start), step_data));
-      if (head_pad) group.spawn(file_->write_zeroes(host + lo, head_pad, {}));
-      if (tail_pad) group.spawn(file_->write_zeroes(host + (step_end - first_start), tail_pad, {}));
+      if (head_pad) group.spawn(fill_cow(first_start + lo, host + lo, head_pad, reads_below(old[0], lo)));
+      if (tail_pad)
+        group.spawn(fill_cow(step_end, host + (step_end - first_start), tail_pad, reads_below(old[count - 1], tail_in)));
       co_await group.join();
     }
   } catch (...) {
@@ -246,10 +279,13 @@ Task<void> Qcow2Node::write(uint64_t offset, std::span<const std::byte> data, bl
 //    already reads as zeros and it holds no data, else it is written as a
 //    buffer of zeros (or fails with ENOTSUP under no_fallback);
 //  - aligned runs are zeroized in the L2 tables: v3 images mark clusters (or
-//    subclusters) zero, keeping their host clusters unless may_unmap;
-//    v2 images, which cannot say "zero", drop the clusters instead, which
-//    reads as zeros without a backing file;
-//  - discard drops allocated clusters, leaving v3 clusters marked zero.
+//    subclusters) zero, keeping their host clusters unless may_unmap, and
+//    whether or not they were allocated (unallocated would read the backing
+//    file); v2 images, which cannot say "zero", drop the clusters instead
+//    when there is no backing file, and write zeros when there is one;
+//  - discard drops allocated clusters, leaving v3 clusters marked zero; with
+//    a backing file every cluster is marked zero, allocated or not, and v2
+//    images are left alone (qemu's driver refuses, its block layer ignores it).
 
 namespace {
 
@@ -318,6 +354,7 @@ Task<bool> Qcow2Node::zero_subclusters(uint64_t offset, uint64_t end, CoMutex::G
 
 Task<bool> Qcow2Node::zeroize(uint64_t offset, uint64_t end, bool may_unmap, CoMutex::Guard& guard) {
   if (header_.version < 3) {
+    if (backing_) co_return false;
     co_await for_each_table(offset, end, false, discard_rule(), guard);
     co_return true;
   }
@@ -339,7 +376,7 @@ Task<bool> Qcow2Node::zeroize(uint64_t offset, uint64_t end, bool may_unmap, CoM
 
 Qcow2Node::EntryRule Qcow2Node::discard_rule() const {
   return [this](const L2Entry&, ClusterKind kind) -> std::optional<EntryChange> {
-    if (!is_allocated(kind)) return std::nullopt;  // already reads as zeros (no backing file)
+    if (!is_allocated(kind) && !backing_) return std::nullopt;  // already reads as zeros
     if (geo_.extended_l2) return EntryChange{L2Entry{0, kAllSubclustersZero}, true};
     return EntryChange{L2Entry{header_.version >= 3 ? kFlagZero : 0, 0}, true};
   };
@@ -402,13 +439,14 @@ Task<void> Qcow2Node::discard(uint64_t offset, uint64_t length) {
   if (offset > header_.size || length > header_.size - offset)
     raise(EINVAL, "Discard of {} bytes at offset {} is past the end of the image ({} bytes)", length, offset, header_.size);
   require_writable();
+  if (backing_ && header_.version < 3) co_return;
   // Only whole clusters can be dropped; a discard is a hint, so the partial edges are left alone.
   const uint64_t start = align_up(offset, geo_.cluster_size);
   const uint64_t end = offset + length == header_.size ? offset + length : align_down(offset + length, geo_.cluster_size);
   const EntryRule rule = discard_rule();
   co_await guard_corruption([&]() -> Task<void> {
     auto guard = co_await meta_lock_.lock();
-    co_await for_each_table(start, end, false, rule, guard);
+    co_await for_each_table(start, end, backing_ != nullptr, rule, guard);
   });
 }
 

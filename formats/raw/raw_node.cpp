@@ -40,7 +40,7 @@ class RawNode final : public BlockNode {
   Task<void> flush() override { co_await file_->flush(); }
   Task<BlockStatus> block_status(uint64_t offset, uint64_t length) override {
     BlockStatus st = co_await file_->block_status(offset, length);
-    st.allocated = true;
+    st.allocated = st.allocated_in_chain = true;
     co_return st;
   }
   Task<void> truncate(uint64_t size, Preallocation prealloc) override { co_await file_->truncate(size, prealloc); }

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -280,6 +281,20 @@ uint64_t Qcow2Layout::data_cluster_for(const std::string& path, uint64_t guest) 
   const uint64_t entry = read_be(path, l2 + (guest / cluster_size % l2_entries) * 8, 8);
   if (entry & (1ull << 62)) return 0;  // compressed
   return entry & 0x00fffffffffffe00ull;
+}
+
+std::string mask_timings(const std::string& out) {
+  static const std::regex stats(R"([0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*/sec and [0-9/.inf]* ops/sec\))");
+  static const std::regex machine(R"(^([0-9]+,[0-9]+,)[0-9:.]+,[-0-9.infa]+,[-0-9.infa]+$)", std::regex::multiline);
+  std::string s = std::regex_replace(out, stats, "X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)");
+  return std::regex_replace(s, machine, "$1T,R,R");
+}
+
+std::string as_keel_io_stderr(const std::string& qemu_stderr) {
+  std::string out;
+  for (const auto& line : split_lines(qemu_stderr))
+    out += (line.rfind("qemu-io: ", 0) == 0 ? "keel-io: " + line.substr(9) : line) + "\n";
+  return out;
 }
 
 }  // namespace keel::test::interop

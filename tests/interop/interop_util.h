@@ -43,6 +43,12 @@ std::string as_keel_stderr(const std::string& qemu_stderr);
 RunResult same_as_qemu(const std::vector<std::string>& args);
 std::vector<std::string> split_lines(const std::string& s);
 
+// qemu-io's output with timings masked, as qemu iotests' _filter_qemu_io does
+// for the two report lines (and -C's line).
+std::string mask_timings(const std::string& out);
+// qemu-io's stderr with its program prefix turned into keel-io's.
+std::string as_keel_io_stderr(const std::string& qemu_stderr);
+
 // Runs qemu-io on `image` (format `fmt`) with one -c per command; fails the
 // test (ADD_FAILURE) if qemu-io reports an error.
 void qemu_io(const std::string& image, const std::string& fmt, const std::vector<std::string>& commands);

@@ -2,7 +2,6 @@
 // an image, comparing stdout (timings masked as qemu's iotests mask them),
 // stderr (program name aside), the exit status, and then the images.
 #include <filesystem>
-#include <regex>
 
 #include "tests/interop/interop_util.h"
 
@@ -21,14 +20,6 @@ struct IoCase {
 
 std::ostream& operator<<(std::ostream& o, const IoCase& c) { return o << c.name; }
 
-// qemu iotests' _filter_qemu_io for the two report lines, and -C's line.
-std::string mask_timings(const std::string& out) {
-  static const std::regex stats(R"([0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*/sec and [0-9/.inf]* ops/sec\))");
-  static const std::regex machine(R"(^([0-9]+,[0-9]+,)[0-9:.]+,[-0-9.infa]+,[-0-9.infa]+$)", std::regex::multiline);
-  std::string s = std::regex_replace(out, stats, "X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)");
-  return std::regex_replace(s, machine, "$1T,R,R");
-}
-
 // The reports of an output as a sorted list: a report ends with its statistics line.
 std::vector<std::string> report_set(const std::string& out) {
   std::vector<std::string> records;
@@ -43,13 +34,6 @@ std::vector<std::string> report_set(const std::string& out) {
   if (!current.empty()) records.push_back(current);
   std::sort(records.begin(), records.end());
   return records;
-}
-
-std::string as_keel_io_stderr(const std::string& qemu_stderr) {
-  std::string out;
-  for (const auto& line : split_lines(qemu_stderr))
-    out += (line.rfind("qemu-io: ", 0) == 0 ? "keel-io: " + line.substr(9) : line) + "\n";
-  return out;
 }
 
 struct Runs {
@@ -346,17 +330,42 @@ TEST(IoAio, OverlappingRequestsFollowInFlightWrites) {
   }
 }
 
-// -s would need writes to go to a temporary overlay, which keel cannot do yet: refused, with the image untouched.
-TEST(IoSnapshot, RefusedClearly) {
-  TempDir t;
-  ASSERT_EQ(run_keel({"keel-img", "create", "-q", "-f", "qcow2", t.file("img"), "1M"}).status, 0);
-  const auto before = read_file(t.file("img"));
-  const auto r = run_keel({"keel-io", "-s", "-c", "write 0 4k", t.file("img")});
-  EXPECT_EQ(r.status, 1);
-  EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, "keel-io: can't open device " + t.file("img") +
-                       ": snapshot mode (-s) is not supported: keel cannot write to a temporary overlay yet\n");
-  EXPECT_EQ(read_file(t.file("img")), before);
+// -s (and `open -s`): writes go to a temporary overlay in $TMPDIR that is
+// gone once keel-io exits; the image itself is unchanged.
+TEST(IoSnapshot, WritesStayInTemporaryOverlay) {
+  KEEL_REQUIRE_QEMU();
+  for (const std::string format : {"qcow2", "raw"}) {
+    TempDir t;
+    const std::string qdir = t.file("q"), kdir = t.file("k"), tmp = t.file("tmp");
+    for (const auto& dir : {qdir, kdir, tmp}) std::filesystem::create_directories(dir);
+    ASSERT_EQ(qemu_img({"create", "-q", "-f", format, qdir + "/img", "1M"}).status, 0);
+    qemu_io(qdir + "/img", format, {"write -P 0x17 0 200k", "write -P 0x18 512k 4k"});
+    copy_file(qdir + "/img", kdir + "/img");
+    copy_file(qdir + "/img", t.file("original"));
+    const std::vector<std::string> commands = {"write -P 0x21 4k 4k", "read -P 0x17 0 4k", "read -P 0x21 4k 4k",
+                                               "read -P 0x17 8k 56k", "write -z 512k 64k", "read -P 0 512k 64k",
+                                               "discard 0 64k", "read -P 0x17 64k 4k", "alloc 0 1M", "map", "info",
+                                               "close", "open -s -f " + format + " img", "read -P 0x17 4k 4k",
+                                               "write -P 0x22 100k 1k", "read -P 0x22 100k 1k", "length"};
+    std::vector<std::string> args{"env", "TMPDIR=" + tmp, "-C", "DIR", "PROG", "-s", "-f", format};
+    for (const auto& c : commands) args.insert(args.end(), {"-c", c});
+    args.push_back("img");
+    auto with = [&](const std::string& dir, const std::string& prog) {
+      auto a = args;
+      a[3] = dir;
+      a[4] = prog;
+      return run(a);
+    };
+    const auto q = with(qdir, "qemu-io");
+    const auto k = with(kdir, std::filesystem::absolute(keel_bin("keel-io")).string());
+    EXPECT_EQ(k.status, q.status) << describe("keel-io -s", k) << describe("qemu-io -s", q);
+    EXPECT_EQ(mask_timings(k.out), mask_timings(q.out)) << format;
+    EXPECT_EQ(k.err, as_keel_io_stderr(q.err)) << format;
+    const auto cmp = qemu_img({"compare", "-f", format, "-F", format, t.file("original"), kdir + "/img"});
+    EXPECT_EQ(cmp.status, 0) << describe("qemu-img compare (image after keel-io -s)", cmp);
+    EXPECT_TRUE(files_identical(kdir + "/img", t.file("original")));
+    EXPECT_TRUE(std::filesystem::is_empty(tmp)) << "the temporary overlay was left behind";
+  }
 }
 
 // Shrinking a qcow2 image is refused by keel's engine (qemu-io shrinks it); the message is one qemu-io-style line.

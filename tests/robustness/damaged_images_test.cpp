@@ -641,6 +641,42 @@ TEST_F(DamagedImages, HugeLegalImage) {
   }
 }
 
+// Backing chains that never end: an image that is its own backing file, a
+// longer loop, and a chain deeper than keel opens fail with one error each,
+// without hanging or recursing without bound. info (which opens no backing
+// file) still describes the image.
+TEST_F(DamagedImages, EndlessBackingChains) {
+  auto overlay = [&](const std::string& name, const std::string& backing) {
+    const auto r = run_limited({"create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "qcow2", dir_->file(name), "1M"});
+    ASSERT_EQ(r.status, 0) << r.err;
+  };
+  // An image naming itself cannot be created directly: made under another name, then renamed.
+  overlay("self-tmp.qcow2", "self.qcow2");
+  std::filesystem::rename(dir_->file("self-tmp.qcow2"), dir_->file("self.qcow2"));
+  overlay("loop-a.qcow2", "loop-b.qcow2");
+  overlay("loop-b.qcow2", "loop-c.qcow2");
+  overlay("loop-c.qcow2", "loop-a.qcow2");
+  const size_t depth = 300;
+  ASSERT_EQ(run_limited({"create", "-q", "-f", "qcow2", dir_->file("deep-0.qcow2"), "1M"}).status, 0);
+  for (size_t i = 1; i <= depth; i++) overlay(fmt::format("deep-{}.qcow2", i), fmt::format("deep-{}.qcow2", i - 1));
+  const std::string deepest = dir_->file(fmt::format("deep-{}.qcow2", depth));
+  for (const auto& [image, message] : {std::pair{dir_->file("self.qcow2"), "creates an infinite loop"},
+                                       std::pair{dir_->file("loop-a.qcow2"), "creates an infinite loop"},
+                                       std::pair{deepest, "the backing chain is longer than 256 images"}}) {
+    for (std::vector<std::string> args : {std::vector<std::string>{"convert", "-O", "raw", image, dir_->file("chain.raw")},
+                                          {"check", image}}) {
+      const auto r = run_limited(args);
+      EXPECT_EQ(r.status, 1) << describe(args[0], r);
+      EXPECT_NE(r.err.find(message), std::string::npos) << describe(args[0], r);
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line of error: " << r.err;
+    }
+    EXPECT_EQ(run_limited({"info", image}).status, 0);
+  }
+  // A chain within the bound opens.
+  const auto within = run_limited({"convert", "-O", "raw", dir_->file("deep-200.qcow2"), dir_->file("chain.raw")});
+  EXPECT_EQ(within.status, 0) << describe("convert deep-200", within);
+}
+
 // Absurd sizes at creation fail cleanly, and do not leave a huge file behind.
 TEST_F(DamagedImages, AbsurdCreateSizes) {
   const std::vector<std::vector<std::string>> requests = {

@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <set>
 
 #include "base/async/event_loop.h"
 #include "base/error.h"
@@ -27,14 +28,22 @@ int cmd_info(int argc, char** argv) {
   block::OpenOptions options;
   if (!format.empty()) options.format = format;
   options.force_share = force_share;
-  auto node = loop.run(img_open(filename, options));
-  auto info = block::image_info(*node);
+  // As qemu-img, each image is opened on its own: the chain is followed by name, not opened as a whole.
+  options.no_backing = true;
+  nlohmann::ordered_json infos = nlohmann::ordered_json::array();
+  std::set<std::string> seen;
+  for (std::string name = filename; !name.empty();) {
+    if (!seen.insert(name).second) raise(ELOOP, "Backing file '{}' creates an infinite loop.", name);
+    auto info = block::image_info(*loop.run(img_open(name, options)));
+    name = backing_chain ? info.value("full-backing-filename", "") : "";
+    // Without a recorded backing format, qemu-img keeps the format it was given (probing if none).
+    if (info.contains("backing-filename-format")) options.format = info["backing-filename-format"].get<std::string>();
+    infos.push_back(std::move(info));
+  }
   if (output == "json") {
-    // --backing-chain lists every image; keel opens no backing files yet, so the chain is the image itself.
-    const auto value = backing_chain ? nlohmann::ordered_json::array({info}) : info;
-    std::printf("%s\n", block::format_json_pretty(value).c_str());
+    std::printf("%s\n", block::format_json_pretty(backing_chain ? infos : infos[0]).c_str());
   } else {
-    std::fputs(block::format_image_info_human(info).c_str(), stdout);
+    for (size_t i = 0; i < infos.size(); i++) std::printf("%s%s", i ? "\n" : "", block::format_image_info_human(infos[i]).c_str());
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "block/temporary_overlay.h"
 #include "tools/common/tool_main.h"
 
 namespace keel::io {
@@ -57,12 +58,11 @@ bool Session::reopen(const OpenSettings& settings) {
 }
 
 std::optional<std::string> Session::open_image(const OpenSettings& settings) {
-  if (settings.snapshot) return "snapshot mode (-s) is not supported: keel cannot write to a temporary overlay yet";
   // The loop decides the I/O backend, and no request is in flight while no image is open.
   loop_.reset();
   loop_ = std::make_unique<EventLoop>(backend_for(settings.image.aio));
   try {
-    image_ = loop_->run(block::open_image(settings.image));
+    image_ = loop_->run(settings.snapshot ? block::open_with_temporary_overlay(settings.image) : block::open_image(settings.image));
   } catch (const Error& e) {
     return e.message();
   }
