@@ -4,9 +4,6 @@
 // (qemu-img map, depth included); keel-img info describes overlays and whole
 // chains as qemu-img info does.
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 
 #include <chrono>
 #include <filesystem>
@@ -15,8 +12,6 @@
 #include <thread>
 
 #include "tests/interop/interop_util.h"
-
-extern char** environ;
 
 namespace keel::test::interop {
 namespace {
@@ -205,29 +200,6 @@ TEST(ChainErrors, LoopIsRefused) {
   EXPECT_EQ(info.err, "keel-img: Backing file '" + t.file("a.qcow2") + "' creates an infinite loop.\n");
 }
 
-// A program holding an image open (`-c "sleep N"`) for the lifetime of the object.
-class Holder {
- public:
-  explicit Holder(std::vector<std::string> argv) {
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    if (posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  ~Holder() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status;
-    waitpid(pid_, &status, 0);
-  }
-
- private:
-  pid_t pid_ = -1;
-};
 
 // Waits until some process refuses to share write access to `image` (qemu's
 // lock byte 201), without taking a lock that could disturb it.
@@ -258,14 +230,14 @@ TEST(ChainLocks, BaseRefusesWritersWhileOverlayOpen) {
   const std::string base = t.file("base.qcow2");
   const std::string refused = "Failed to get \"write\" lock\nIs another process using the image [" + base + "]?\n";
   {
-    Holder keel({keel_bin("keel-io"), "-c", "sleep 30000", t.file("top.qcow2")});
+    BackgroundProcess keel({keel_bin("keel-io"), "-c", "sleep 30000", t.file("top.qcow2")});  // holds the chain open
     ASSERT_TRUE(wait_until_write_unshared(base));
     const auto write = run({"qemu-io", "-c", "write 0 1", base});
     EXPECT_EQ(write.status, 1);
     EXPECT_EQ(write.err, "qemu-io: can't open device " + base + ": " + refused);
     EXPECT_EQ(run({"qemu-io", "-r", "-c", "read 0 1", base}).status, 0);
   }
-  Holder qemu({"qemu-io", "-c", "sleep 30000", t.file("top.qcow2")});
+  BackgroundProcess qemu({"qemu-io", "-c", "sleep 30000", t.file("top.qcow2")});
   ASSERT_TRUE(wait_until_write_unshared(base));
   const auto write = run_keel({"keel-io", "-c", "write 0 1", base});
   EXPECT_EQ(write.status, 1);

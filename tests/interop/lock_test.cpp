@@ -1,10 +1,5 @@
 // Image locking against qemu: while qemu-nbd serves an image, keel-img must
 // respect qemu's OFD locks exactly like qemu-img does.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -12,54 +7,24 @@
 
 #include "tests/interop/interop_util.h"
 
-extern char** environ;
-
 namespace keel::test::interop {
 namespace {
 
 // qemu-nbd serving one image in the background for the lifetime of the object.
 class NbdServer {
  public:
-  NbdServer(const std::string& image, const std::string& socket, bool read_only) {
-    std::vector<std::string> argv{"qemu-nbd", "-f", "qcow2", "-k", socket};
-    if (read_only) argv.push_back("-r");
-    argv.push_back(image);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-    const int rc = posix_spawnp(&pid_, "qemu-nbd", &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      pid_ = -1;
-      return;
-    }
+  NbdServer(const std::string& image, const std::string& socket, bool read_only)
+      : process_(read_only ? std::vector<std::string>{"qemu-nbd", "-f", "qcow2", "-k", socket, "-r", image}
+                           : std::vector<std::string>{"qemu-nbd", "-f", "qcow2", "-k", socket, image}) {
     // Ready once the socket exists (the image is opened and locked before).
-    for (int i = 0; i < 500 && !std::filesystem::exists(socket); i++) {
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
+    for (int i = 0; i < 500 && !std::filesystem::exists(socket) && !process_.exited(); i++)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ready_ = std::filesystem::exists(socket);
-  }
-  ~NbdServer() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status;
-      waitpid(pid_, &status, 0);
-    }
+    ready_ = process_.started() && std::filesystem::exists(socket);
   }
   bool ready() const { return ready_; }
 
  private:
-  pid_t pid_ = -1;
+  BackgroundProcess process_;
   bool ready_ = false;
 };
 

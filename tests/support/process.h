@@ -22,6 +22,24 @@ std::string keel_bin(const std::string& name);
 // run() for a keel program: run_keel({"keel-img", "info", f}).
 RunResult run_keel(std::vector<std::string> argv);
 
+// A program started in the background with its standard streams on
+// /dev/null, stopped (SIGTERM) and reaped when the object goes away: a peer
+// holding an image open, or a server, for the length of a test.
+class BackgroundProcess {
+ public:
+  explicit BackgroundProcess(const std::vector<std::string>& argv);
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  // True once the program has ended (it is reaped then).
+  bool exited();
+
+ private:
+  int pid_ = -1;
+};
+
 // True if `program` is on PATH.
 bool have_program(const std::string& program);
 
