@@ -78,6 +78,7 @@ FileNode::FileNode(std::string path, int fd, const FileOptions& options)
 
 FileNode::~FileNode() {
   if (buffered_fd_ != fd_) ::close(buffered_fd_);
+  unlock_image(fd_);
   ::close(fd_);
 }
 

@@ -40,6 +40,13 @@ bool locked_by_other(int fd, off_t byte) {
 
 }  // namespace
 
+void unlock_image(int fd) {
+  struct flock fl = {};
+  fl.l_type = F_UNLCK;
+  fl.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file
+  fcntl(fd, F_OFD_SETLK, &fl);
+}
+
 LockRequest lock_request(bool writable, bool force_share) {
   if (writable) return {kPermConsistentRead | kPermWrite | kPermResize, kPermConsistentRead | kPermWriteUnchanged};
   if (force_share) return {0, kPermAll};

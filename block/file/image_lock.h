@@ -30,4 +30,10 @@ struct LockRequest {
 };
 LockRequest lock_request(bool writable, bool force_share);
 
+// Drops every lock `fd`'s open file description holds. Closing the last
+// descriptor does the same, but only once the kernel lets go of the file:
+// an io_uring request that has already completed may still hold it for a
+// moment, and a reopen in that moment would find the old locks.
+void unlock_image(int fd);
+
 }  // namespace keel::block

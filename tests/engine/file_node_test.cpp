@@ -2,6 +2,8 @@
 // sparse-aware block status, on both I/O backends.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "base/async/event_loop.h"
@@ -90,4 +92,20 @@ TEST(FileNode, DirectIoRefusedUnlessFallbackAllowed) {
   EventLoop loop;
   std::vector<std::byte> data(1000, std::byte{1});
   loop.run(file->write(7, std::span<const std::byte>(data).subspan(1)));
+}
+
+// Closing a node releases its image locks at once, even while something
+// else still holds its open file description (as io_uring may, for a moment,
+// after a request completed; a dup stands in for it here): a writer
+// reopening right away must not find the old locks.
+TEST(FileNode, CloseReleasesLocksWhileTheFileIsStillReferenced) {
+  TempDir dir;
+  const std::string path = dir.file("f.raw");
+  FileNode::create(path, 1 << 20, Preallocation::Off);
+  auto file = FileNode::open(path, FileOptions{.writable = true});
+  const int still_referenced = dup(file->fd());
+  ASSERT_GE(still_referenced, 0);
+  file.reset();
+  EXPECT_NO_THROW(FileNode::open(path, FileOptions{.writable = true}));
+  close(still_referenced);
 }
