@@ -12,31 +12,52 @@ namespace keel::qcow2 {
 
 namespace {
 
-// Counts references per host cluster, refusing to grow past the image so a
-// damaged entry cannot size an allocation.
+// Counts references per host cluster as qemu's check does: up to the image's
+// refcount width (a count that would pass it is an overflow), and only within
+// the file plus one cluster (its last cluster may be partly written), so a
+// damaged entry can neither size an allocation nor count beyond the file.
 class ReferenceCounter {
  public:
-  ReferenceCounter(uint64_t nb_clusters, uint32_t cluster_bits, CheckResult& result)
-      : counts_(nb_clusters, 0), cluster_bits_(cluster_bits), result_(result) {}
+  ReferenceCounter(uint64_t file_size, const Header& header, CheckResult& result)
+      : counts_(div_round_up(file_size, header.cluster_size()) + 1, 0),
+        file_size_(file_size),
+        cluster_bits_(header.cluster_bits),
+        max_(header.refcount_order == 6 ? UINT64_MAX : (uint64_t{1} << header.refcount_bits()) - 1),
+        result_(result) {}
 
-  // Returns false (and records a corruption) if the range leaves the image.
-  bool add(uint64_t offset, uint64_t length, const char* what) {
+  // Returns false (and records a corruption) if the range leaves the file.
+  bool add(uint64_t offset, uint64_t length) {
     if (length == 0) return true;
-    const uint64_t first = offset >> cluster_bits_;
-    const uint64_t last = (offset + length - 1) >> cluster_bits_;
-    if (last >= counts_.size() || offset + length < offset) {
-      result_.messages.push_back(fmt::format("ERROR {} at offset {:#x} is beyond the end of the image", what, offset));
+    const uint64_t cluster = uint64_t{1} << cluster_bits_;
+    if (offset + length < offset || offset + length >= file_size_ + cluster) {
+      result_.messages.push_back(fmt::format(
+          "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset {:#x} size {:#x}",
+          offset, length));
       result_.corruptions++;
       return false;
     }
-    for (uint64_t c = first; c <= last; c++) counts_[c]++;
+    const uint64_t first = offset >> cluster_bits_;
+    const uint64_t last = (offset + length - 1) >> cluster_bits_;
+    for (uint64_t c = first; c <= last; c++) {
+      if (counts_[c] == max_) {
+        result_.messages.push_back(fmt::format("ERROR: overflow cluster offset={:#x}", c << cluster_bits_));
+        result_.messages.push_back(
+            "Use keel-img amend to increase the refcount entry width or keel-img convert to create a clean copy if "
+            "the image cannot be opened for writing");
+        result_.corruptions++;
+        continue;
+      }
+      counts_[c]++;
+    }
     return true;
   }
   std::vector<uint64_t>& counts() { return counts_; }
 
  private:
   std::vector<uint64_t> counts_;
+  uint64_t file_size_;
   uint32_t cluster_bits_;
+  uint64_t max_;
   CheckResult& result_;
 };
 
@@ -64,8 +85,11 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
       w.result.corruptions++;
       continue;
     }
-    if (!w.refs.add(l2_offset, w.geo.cluster_size, "L2 table")) continue;
+    if (!w.refs.add(l2_offset, w.geo.cluster_size)) continue;
     auto table = co_await w.node.l2_table(l2_offset);
+    // A table that is also some other structure is not repaired through: the
+    // rebuild of that structure, or the next check, sorts it out.
+    const bool table_fixable = fix_entries && !w.node.metadata_at(l2_offset, w.geo.cluster_size, true);
     for (uint64_t j = 0; j < w.geo.l2_entries; j++) {
       const std::byte* p = table.data() + j * w.geo.l2_entry_size;
       L2Entry e{load_be<uint64_t>(p), w.geo.extended_l2 ? load_be<uint64_t>(p + 8) : 0};
@@ -81,7 +105,14 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
           w.result.messages.push_back(fmt::format("ERROR: coffset={:#x}: copied flag must never be set for compressed clusters", offset));
           w.result.corruptions++;
         }
-        w.refs.add(offset, length, "Compressed cluster");
+        if (e.bitmap) {
+          // As qemu: the entry is not trusted, so its data is not counted either.
+          w.result.messages.push_back(
+              fmt::format("ERROR compressed cluster {} with non-zero subcluster allocation bitmap, entry={:#x}", j, e.word));
+          w.result.corruptions++;
+          continue;
+        }
+        w.refs.add(offset, length);
         if (active) {
           w.result.allocated_clusters++;
           w.result.compressed_clusters++;
@@ -89,27 +120,53 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
         }
         continue;
       }
+      if (kind == ClusterKind::Unallocated && e.has_invalid_bitmap(w.geo)) {
+        w.result.messages.push_back("ERROR: Unallocated cluster has non-zero subcluster allocation map");
+        w.result.corruptions++;
+      }
       if (kind != ClusterKind::Normal && kind != ClusterKind::ZeroAlloc) continue;
       const uint64_t host = e.host_offset();
-      if (host & (w.geo.cluster_size - 1)) {
-        w.result.messages.push_back(fmt::format("ERROR offset={:x}: Cluster is not properly aligned; L2 entry corrupted.", host));
+      if (e.has_invalid_bitmap(w.geo)) {
+        w.result.messages.push_back(
+            fmt::format("ERROR offset={:x}: Allocated cluster has corrupted subcluster allocation bitmap", host));
         w.result.corruptions++;
-        continue;
+      }
+      // Makes the entry read as zeros without a host cluster (repairs).
+      auto make_zero = [&] {
+        std::byte* p = table.data() + j * w.geo.l2_entry_size;
+        const bool zero_flag = w.node.header().version >= 3 && !w.geo.extended_l2;
+        store_be<uint64_t>(p, zero_flag ? kFlagZero : 0);
+        if (w.geo.extended_l2) store_be<uint64_t>(p + 8, kAllSubclustersZero);
+        table.mark_dirty();
+        w.result.corruptions--;
+        w.result.corruptions_fixed++;
+      };
+      if (host & (w.geo.cluster_size - 1)) {
+        w.result.corruptions++;
+        const bool holds_data = w.geo.extended_l2 ? (e.bitmap & kAllSubclustersAllocated) : kind == ClusterKind::Normal;
+        if (holds_data) {
+          w.result.messages.push_back(
+              fmt::format("ERROR offset={:x}: Data cluster is not properly aligned; L2 entry corrupted.", host));
+        } else {
+          // Nothing to lose: qemu repairs it into a zero cluster and counts no reference.
+          const bool fixing = table_fixable && active;
+          w.result.messages.push_back(fmt::format("{} offset={:x}: Preallocated cluster is not properly aligned; L2 entry corrupted.",
+                                                  fixing ? "Repairing" : "ERROR", host));
+          if (fixing) {
+            make_zero();
+            continue;
+          }
+        }
       }
       if (active) {
         w.result.allocated_clusters++;
         if (next_contiguous && host != next_contiguous) w.result.fragmented_clusters++;
         next_contiguous = host + w.geo.cluster_size;
       }
-      if (!w.refs.add(host, w.geo.cluster_size, "Data cluster") && fix_entries) {
-        // A mapping into nowhere: make the cluster read as zeros.
-        const bool zero_flag = w.node.header().version >= 3 && !w.geo.extended_l2;
-        store_be<uint64_t>(table.data() + j * w.geo.l2_entry_size, zero_flag ? kFlagZero : 0);
-        if (w.geo.extended_l2) store_be<uint64_t>(table.data() + j * w.geo.l2_entry_size + 8, 0);
-        table.mark_dirty();
+      if (!w.refs.add(host, w.geo.cluster_size) && table_fixable) {
+        // A mapping into nowhere (keel's repair; qemu leaves it): make the cluster read as zeros.
         w.result.messages.back() = fmt::format("Repairing data cluster at offset {:#x} beyond the end of the image", host);
-        w.result.corruptions--;
-        w.result.corruptions_fixed++;
+        make_zero();
       }
     }
   }
@@ -127,14 +184,14 @@ Task<std::vector<uint64_t>> read_l1(block::BlockNode& file, uint64_t offset, uin
 Task<void> count_references(Walk& w, bool fix_entries) {
   const Header& h = w.node.header();
   block::BlockNode& file = w.node.file_node();
-  w.refs.add(0, w.geo.cluster_size, "Header");
-  w.refs.add(h.l1_table_offset, uint64_t{h.l1_size} * 8, "Active L1 table");
+  w.refs.add(0, w.geo.cluster_size);
+  w.refs.add(h.l1_table_offset, uint64_t{h.l1_size} * 8);
   co_await walk_l1(w, w.node.l1_table(), true, fix_entries);
 
   SnapshotTable snapshots = co_await read_snapshot_table(file, h);
-  if (h.nb_snapshots) w.refs.add(h.snapshots_offset, snapshots.table_bytes, "Snapshot table");
+  if (h.nb_snapshots) w.refs.add(h.snapshots_offset, snapshots.table_bytes);
   for (const Snapshot& s : snapshots.snapshots) {
-    if (!w.refs.add(s.l1_table_offset, uint64_t{s.l1_size} * 8, "Snapshot L1 table")) continue;
+    if (!w.refs.add(s.l1_table_offset, uint64_t{s.l1_size} * 8)) continue;
     auto l1 = co_await read_l1(file, s.l1_table_offset, s.l1_size);
     co_await walk_l1(w, l1, false, false);
   }
@@ -142,18 +199,18 @@ Task<void> count_references(Walk& w, bool fix_entries) {
   for (const auto& ext : h.extensions) {
     if (ext.type == kExtCryptoHeader && ext.data.size() >= 16) {
       BigEndianReader r(ext.data, "encryption header extension");
-      w.refs.add(r.get<uint64_t>(0), r.get<uint64_t>(8), "Encryption header");
+      w.refs.add(r.get<uint64_t>(0), r.get<uint64_t>(8));
     }
   }
   if (auto ext = h.bitmaps(); ext && (h.autoclear_features & kAutoclearBitmaps)) {
-    w.refs.add(ext->directory_offset, ext->directory_size, "Bitmap directory");
+    w.refs.add(ext->directory_offset, ext->directory_size);
     for (const BitmapInfo& b : co_await read_bitmap_directory(file, h)) {
-      if (!w.refs.add(b.table_offset, uint64_t{b.table_size} * 8, "Bitmap table")) continue;
+      if (!w.refs.add(b.table_offset, uint64_t{b.table_size} * 8)) continue;
       std::vector<std::byte> bytes(uint64_t{b.table_size} * 8);
       co_await file.read(b.table_offset, bytes);
       for (uint32_t i = 0; i < b.table_size; i++) {
         const uint64_t entry = load_be<uint64_t>(bytes.data() + i * 8) & kOffsetMask;
-        if (entry) w.refs.add(entry, w.geo.cluster_size, "Bitmap data");
+        if (entry) w.refs.add(entry, w.geo.cluster_size);
       }
     }
   }
@@ -163,7 +220,8 @@ Task<void> count_references(Walk& w, bool fix_entries) {
 // unusable, which means the structures must be rebuilt.
 bool count_refcount_structures(Qcow2Node& node, ReferenceCounter& refs, CheckResult& result) {
   const Header& h = node.header();
-  refs.add(h.refcount_table_offset, uint64_t{h.refcount_table_clusters} << h.cluster_bits, "Refcount table");
+  const uint64_t file_size = node.file_node().size();
+  refs.add(h.refcount_table_offset, uint64_t{h.refcount_table_clusters} << h.cluster_bits);
   bool usable = true;
   const auto& table = node.refcounts().table();
   for (uint64_t i = 0; i < table.size(); i++) {
@@ -175,7 +233,20 @@ bool count_refcount_structures(Qcow2Node& node, ReferenceCounter& refs, CheckRes
       usable = false;
       continue;
     }
-    if (!refs.add(offset, h.cluster_size(), "Refcount block")) usable = false;
+    const uint64_t cluster = offset >> h.cluster_bits;
+    if (cluster >= div_round_up(file_size, h.cluster_size())) {
+      result.messages.push_back(fmt::format("ERROR refcount block {} is outside image", i));
+      result.corruptions++;
+      usable = false;
+      continue;
+    }
+    refs.add(offset, h.cluster_size());
+    // A refcount block that is anything else too cannot be trusted: rebuild.
+    if (refs.counts()[cluster] != 1) {
+      result.messages.push_back(fmt::format("ERROR refcount block {} refcount={}", i, refs.counts()[cluster]));
+      result.corruptions++;
+      usable = false;
+    }
   }
   return usable;
 }
@@ -183,7 +254,7 @@ bool count_refcount_structures(Qcow2Node& node, ReferenceCounter& refs, CheckRes
 // Every reference in the image, refcount structures included.
 Task<std::vector<uint64_t>> calculate_refcounts(Qcow2Node& node, CheckResult& result, bool fix_entries, bool& rebuild) {
   const Geometry& geo = node.geometry();
-  ReferenceCounter refs(div_round_up(node.file_node().size(), geo.cluster_size), geo.cluster_bits, result);
+  ReferenceCounter refs(node.file_node().size(), node.header(), result);
   Walk walk{node, geo, refs, result, node.file_node().size()};
   co_await count_references(walk, fix_entries);
   if (!count_refcount_structures(node, refs, result)) rebuild = true;
@@ -215,7 +286,7 @@ Task<void> compare_refcounts(Qcow2Node& node, CheckResult& result, CheckFix fix,
     else if (!leak && fix == CheckFix::All) fixing = true;
     result.messages.push_back(fmt::format("{} cluster {} refcount={} reference={}", fixing ? "Repairing" : leak ? "Leaked" : "ERROR", c, stored, reference));
     if (fixing) {
-      co_await refcounts.add(c, static_cast<int64_t>(reference) - static_cast<int64_t>(stored));
+      co_await refcounts.set(c, reference);
       (leak ? result.leaks_fixed : result.corruptions_fixed)++;
       continue;
     }
@@ -233,7 +304,8 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
   const std::vector<uint64_t> l1 = node.l1_table();
   for (uint64_t i = 0; i < l1.size(); i++) {
     const uint64_t l2_offset = l1[i] & kOffsetMask;
-    if (!l2_offset || (l2_offset & (geo.cluster_size - 1)) || (l2_offset >> geo.cluster_bits) >= nb_clusters) continue;
+    if (!l2_offset) continue;
+    // Clusters past the file have refcount 0, which qemu reports here too.
     const uint64_t rc = co_await refcounts.get(l2_offset >> geo.cluster_bits);
     if ((rc == 1) != bool(l1[i] & kFlagCopied)) {
       result.messages.push_back(fmt::format("{} OFLAG_COPIED L2 cluster: l1_index={} l1_entry={:x} refcount={}", repair ? "Repairing" : "ERROR", i, l1[i], rc));
@@ -244,6 +316,7 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
         result.corruptions++;
       }
     }
+    if ((l2_offset & (geo.cluster_size - 1)) || (l2_offset >> geo.cluster_bits) >= nb_clusters) continue;
     auto table = co_await node.l2_table(l2_offset);
     for (uint64_t j = 0; j < geo.l2_entries; j++) {
       std::byte* p = table.data() + j * geo.l2_entry_size;
@@ -252,7 +325,6 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
       const ClusterKind kind = e.kind(geo);
       if (kind != ClusterKind::Normal && kind != ClusterKind::ZeroAlloc) continue;
       const uint64_t host = e.host_offset();
-      if ((host & (geo.cluster_size - 1)) || (host >> geo.cluster_bits) >= nb_clusters) continue;
       const uint64_t data_rc = co_await refcounts.get(host >> geo.cluster_bits);
       if ((data_rc == 1) != e.copied()) {
         result.messages.push_back(fmt::format("{} OFLAG_COPIED data cluster: l2_entry={:x} refcount={}", repair ? "Repairing" : "ERROR", word, data_rc));
@@ -287,18 +359,23 @@ Task<CheckResult> check_refcounts(Qcow2Node& node, CheckFix fix) {
     // The new structures go after everything in use, the old ones included;
     // those are then unreferenced and freed as leaks.
     co_await node.rebuild_refcounts(counts);
+    // What is still wrong is found by counting again over the new structures;
+    // only the difference counts as fixed.
     result.corruptions = 0;
     result.leaks = 0;
-    bool again = false;
-    CheckResult scratch;
-    counts = co_await calculate_refcounts(node, scratch, false, again);
-    scratch.messages.clear();
+    bool still_broken = false;
+    counts = co_await calculate_refcounts(node, result, false, still_broken);
+    result.allocated_clusters = old.allocated_clusters;
+    result.fragmented_clusters = old.fragmented_clusters;
+    result.compressed_clusters = old.compressed_clusters;
+    CheckResult leaks_of_rebuild;
     highest = 0;
-    co_await compare_refcounts(node, scratch, CheckFix::Leaks, counts, again, highest);
-    result.messages.insert(result.messages.end(), scratch.messages.begin(), scratch.messages.end());
-    result.corruptions_fixed += old.corruptions;
-    result.leaks_fixed += old.leaks;
-    result.leaks += scratch.leaks;
+    co_await compare_refcounts(node, leaks_of_rebuild, CheckFix::Leaks, counts, still_broken, highest);
+    if (still_broken) result.messages.push_back("ERROR rebuilt refcount structure is still broken");
+    result.messages.insert(result.messages.end(), leaks_of_rebuild.messages.begin(), leaks_of_rebuild.messages.end());
+    if (result.corruptions < old.corruptions) result.corruptions_fixed += old.corruptions - result.corruptions;
+    if (result.leaks < old.leaks) result.leaks_fixed += old.leaks - result.leaks;
+    result.leaks += leaks_of_rebuild.leaks;
   } else if (fix != CheckFix::None) {
     if (rebuild) {
       result.messages.push_back("ERROR need to rebuild refcount structures");

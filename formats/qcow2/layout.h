@@ -53,6 +53,9 @@ enum class ClusterKind {
   Compressed,
 };
 
+constexpr uint64_t kAllSubclustersAllocated = 0xffffffffull;
+constexpr uint64_t kAllSubclustersZero = 0xffffffffull << 32;
+
 struct L2Entry {
   uint64_t word = 0;
   uint64_t bitmap = 0;  // extended L2 only: bits 0..31 allocated, 32..63 reads-as-zero
@@ -67,6 +70,18 @@ struct L2Entry {
     return host_offset() ? ClusterKind::Normal : ClusterKind::Unallocated;
   }
 
+  // Extended L2: a bitmap no valid image holds (a subcluster both allocated and
+  // zero, or allocation bits without a host cluster). qemu refuses to read or
+  // write through such an entry; compressed entries are judged only by check.
+  bool has_invalid_bitmap(const Geometry& g) const {
+    if (!g.extended_l2) return false;
+    switch (kind(g)) {
+      case ClusterKind::Normal: return (bitmap >> 32) & bitmap;
+      case ClusterKind::Unallocated: return bitmap & kAllSubclustersAllocated;
+      default: return false;
+    }
+  }
+
   // Compressed clusters: the byte offset of the data and how many bytes to read.
   uint64_t compressed_offset(const Geometry& g) const { return word & ((1ull << g.compressed_offset_bits()) - 1); }
   uint64_t compressed_length(const Geometry& g) const {
@@ -79,9 +94,6 @@ struct L2Entry {
     return L2Entry{kFlagCompressed | offset | (extra_sectors << g.compressed_offset_bits()), 0};
   }
 };
-
-constexpr uint64_t kAllSubclustersAllocated = 0xffffffffull;
-constexpr uint64_t kAllSubclustersZero = 0xffffffffull << 32;
 
 // Bits of the extended-L2 allocation bitmap for subclusters overlapping [lo, hi) of a cluster.
 inline uint64_t subcluster_mask(const Geometry& g, uint64_t lo, uint64_t hi) {

@@ -107,13 +107,13 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
 }
 
 void Qcow2Node::require_io() const {
+  if (corrupt_) raise(ENOMEDIUM, "Image '{}' was found corrupt and serves no more requests", filename_);
   if (io_refusal_) raise(ENOTSUP, "{}", *io_refusal_);
 }
 
 void Qcow2Node::require_writable() const {
-  if (!writable_) raise(EACCES, "Image '{}' is opened read-only", filename_);
-  if (corrupt_) raise(EIO, "Image '{}' is marked corrupt; refusing to write", filename_);
   require_io();
+  if (!writable_) raise(EACCES, "Image '{}' is opened read-only", filename_);
 }
 
 Task<void> Qcow2Node::update_incompatible_features(uint64_t set, uint64_t clear) {
@@ -130,11 +130,23 @@ Task<void> Qcow2Node::write_header() {
   co_await file_->write(0, bytes);
 }
 
-Task<void> Qcow2Node::mark_corrupt(const std::string& why) {
-  if (!writable_ || corrupt_) co_return;
+Task<void> Qcow2Node::signal_corruption(const std::string& why) {
+  if (!writable_) {
+    if (!corruption_reported_)
+      fmt::print(stderr, "qcow2: Image is corrupt: {}; further non-fatal corruption events will be suppressed\n", why);
+    corruption_reported_ = true;
+    co_return;
+  }
+  if (corrupt_) co_return;
   corrupt_ = true;
   fmt::print(stderr, "qcow2: Marking image as corrupt: {}; further corruption events will be suppressed\n", why);
   co_await update_incompatible_features(kIncompatCorrupt, 0);
+}
+
+void Qcow2Node::check_bitmap(const L2Entry& e, uint64_t l2_offset, uint64_t index, bool for_write) const {
+  if (!e.has_invalid_bitmap(geo_)) return;
+  if (for_write) raise_corruption("Invalid cluster entry found (L2 offset: {:#x}, L2 index: {})", l2_offset, c_hex(index));
+  raise_corruption("Invalid cluster entry found  (L2 offset: {:#x}, L2 index: {})", l2_offset, c_hex(index));
 }
 
 L2Entry Qcow2Node::load_entry(const MetadataCache::Ref& table, uint64_t index) const {
@@ -151,7 +163,7 @@ void Qcow2Node::store_entry(const MetadataCache::Ref& table, uint64_t index, con
   table.mark_dirty();
 }
 
-void Qcow2Node::check_metadata_overlap(uint64_t host, uint64_t length, bool is_l2_table) const {
+const char* Qcow2Node::metadata_at(uint64_t host, uint64_t length, bool is_l2_table) const {
   auto overlaps = [&](uint64_t start, uint64_t bytes) { return bytes && host < start + bytes && start < host + length; };
   const char* what = nullptr;
   if (overlaps(0, geo_.cluster_size)) what = "qcow2_header";
@@ -164,12 +176,18 @@ void Qcow2Node::check_metadata_overlap(uint64_t host, uint64_t length, bool is_l
       else if (!is_l2_table && l2_tables_.count(c)) what = "active L2 table";
     }
   }
-  if (what) raise_corruption("Preventing invalid write on metadata (overlaps with {})", what);
+  return what;
+}
+
+void Qcow2Node::check_metadata_overlap(uint64_t host, uint64_t length, bool is_l2_table) const {
+  if (const char* what = metadata_at(host, length, is_l2_table))
+    raise_corruption("Preventing invalid write on metadata (overlaps with {})", what);
 }
 
 void Qcow2Node::check_data_offset(uint64_t host, uint64_t l2_offset, uint64_t index) const {
   if (host & (geo_.cluster_size - 1))
-    raise_corruption("Cluster allocation offset {:#x} unaligned (L2 offset: {:#x}, L2 index: {:#x})", host, l2_offset, index);
+    raise_corruption("Cluster allocation offset {:#x} unaligned (L2 offset: {:#x}, L2 index: {})", host, l2_offset,
+                     c_hex(index));
 }
 
 Task<void> Qcow2Node::set_l1_entry(uint64_t index, uint64_t value) {
@@ -187,9 +205,9 @@ Task<MetadataCache::Ref> Qcow2Node::get_l2(uint64_t l1_index, bool allocate) {
   const uint64_t offset = entry & kOffsetMask;
   if (offset) {
     if (offset & (geo_.cluster_size - 1))
-      raise_corruption("L2 table offset {:#x} unaligned (L1 index: {:#x})", offset, l1_index);
+      raise_corruption("L2 table offset {:#x} unaligned (L1 index: {})", offset, c_hex(l1_index));
     if ((offset >> geo_.cluster_bits) >= refcounts_->end_cluster())
-      raise_corruption("L2 table offset {:#x} lies beyond the end of the image (L1 index: {:#x})", offset, l1_index);
+      raise_corruption("L2 table offset {:#x} lies beyond the end of the image (L1 index: {})", offset, c_hex(l1_index));
     if (!allocate) co_return co_await l2_cache_->get(offset);
     // The table is about to change: it must not be some other structure.
     check_metadata_overlap(offset, geo_.cluster_size, true);
@@ -244,6 +262,7 @@ Task<std::vector<Qcow2Node::Segment>> Qcow2Node::map_range(uint64_t offset, uint
     const uint64_t cluster_start = geo_.cluster_start(pos);
     const uint64_t cluster_end = std::min(end, cluster_start + geo_.cluster_size);
     const ClusterKind kind = e.kind(geo_);
+    check_bitmap(e, table.offset(), index, false);
     if (kind == ClusterKind::Normal || kind == ClusterKind::ZeroAlloc) check_data_offset(e.host_offset(), table.offset(), index);
     if (kind == ClusterKind::Compressed) {
       push(cluster_end - pos, SubclusterKind::Compressed, e.word);
@@ -279,7 +298,14 @@ void Qcow2Node::attach_backing(std::unique_ptr<block::BlockNode> backing) { back
 Task<void> Qcow2Node::read_backing(uint64_t offset, std::span<std::byte> out) {
   const uint64_t below = backing_ && offset < backing_->size() ? backing_->size() - offset : 0;
   const uint64_t available = std::min<uint64_t>(out.size(), below);
-  if (available) co_await backing_->read(offset, out.first(available));
+  if (available) {
+    // The backing image reports its own corruption; to this one it is an I/O error.
+    try {
+      co_await backing_->read(offset, out.first(available));
+    } catch (const Corruption& c) {
+      throw Error(c.code(), c.message());
+    }
+  }
   std::memset(out.data() + available, 0, out.size() - available);
 }
 
@@ -290,10 +316,10 @@ Task<void> Qcow2Node::read(uint64_t offset, std::span<std::byte> buffer) {
   uint64_t done = 0;
   while (done < buffer.size()) {
     std::vector<Segment> segments;
-    {
+    co_await guard_corruption([&]() -> Task<void> {
       auto guard = co_await meta_lock_.lock();
       segments = co_await map_range(offset + done, buffer.size() - done);
-    }
+    });
     TaskGroup group;
     std::vector<AlignedBuffer> scratch;
     scratch.reserve(segments.size());
@@ -320,7 +346,7 @@ Task<void> Qcow2Node::read(uint64_t offset, std::span<std::byte> buffer) {
       }
       done += s.length;
     }
-    co_await group.join();
+    co_await guard_corruption([&]() -> Task<void> { co_await group.join(); });
   }
 }
 
@@ -340,7 +366,7 @@ Task<void> Qcow2Node::flush_metadata() {
 }
 
 Task<void> Qcow2Node::flush() {
-  if (writable_) {
+  if (writable_ && !corrupt_) {
     co_await guard_corruption([&]() -> Task<void> {
       auto guard = co_await meta_lock_.lock();
       co_await flush_metadata();
@@ -365,11 +391,12 @@ Task<BlockStatus> Qcow2Node::block_status(uint64_t offset, uint64_t length) {
     st.zero = true;
     co_return st;
   }
+  require_io();
   std::vector<Segment> segments;
-  {
+  co_await guard_corruption([&]() -> Task<void> {
     auto guard = co_await meta_lock_.lock();
     segments = co_await map_range(offset, std::min(length, header_.size - offset));
-  }
+  });
   const Segment& s = segments.front();
   st.length = s.length;
   switch (s.kind) {
@@ -395,7 +422,11 @@ Task<BlockStatus> Qcow2Node::backing_status(uint64_t offset, uint64_t length) {
     st.length = length;
     st.zero = st.allocated_in_chain = true;
   } else {
-    st = co_await backing_->block_status(offset, std::min(length, backing_size - offset));
+    try {
+      st = co_await backing_->block_status(offset, std::min(length, backing_size - offset));
+    } catch (const Corruption& c) {
+      throw Error(c.code(), c.message());
+    }
     st.length = std::clamp<uint64_t>(st.length, 1, std::min(length, backing_size - offset));
   }
   st.allocated = false;

@@ -66,6 +66,9 @@ class Qcow2Node final : public block::BlockNode {
   // Rewrites the whole header cluster.
   Task<void> write_header();
   Task<MetadataCache::Ref> l2_table(uint64_t offset) { return l2_cache_->get(offset); }
+  // The metadata structure [host, host+length) overlaps, if any (qemu's
+  // overlap check; an active L2 table does not count when `is_l2_table`).
+  const char* metadata_at(uint64_t host, uint64_t length, bool is_l2_table = false) const;
   Task<void> set_l1_entry(uint64_t index, uint64_t value);
 
  private:
@@ -124,11 +127,18 @@ class Qcow2Node final : public block::BlockNode {
   Task<void> wait_in_flight(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard);
   void end_in_flight(uint64_t first_cluster);
 
+  // Each request first checks that the image can serve it: not refused
+  // (encryption, data file) and not put out of use by a corruption.
   void require_io() const;
   void require_writable() const;
   Task<void> mark_dirty_for_lazy_refcounts();
-  // Sets the corrupt bit after metadata was found inconsistent during a write.
-  Task<void> mark_corrupt(const std::string& why);
+  // qemu's qcow2_signal_corruption(): on a writable image, sets the corrupt bit
+  // and takes the image out of use (later requests fail with ENOMEDIUM); on a
+  // read-only one only the request fails. Either way it is reported once.
+  Task<void> signal_corruption(const std::string& why);
+  // Raises Corruption if an extended L2 entry's bitmap is invalid; qemu's
+  // read and write paths word the message differently.
+  void check_bitmap(const L2Entry& e, uint64_t l2_offset, uint64_t index, bool for_write) const;
   template <typename Fn>
   Task<void> guard_corruption(Fn fn);
 
@@ -151,11 +161,12 @@ class Qcow2Node final : public block::BlockNode {
   std::optional<std::string> io_refusal_;  // why guest I/O is refused (encryption, external data file)
   bool lazy_refcounts_ = false;
   bool marked_dirty_ = false;
-  bool corrupt_ = false;
+  bool corrupt_ = false;             // marked corrupt while open: out of use
+  bool corruption_reported_ = false;  // a read-only image's corruption was reported
   block::CacheMode cache_;
 };
 
-// Runs fn(); if it finds the metadata inconsistent, marks the image corrupt
+// Runs fn(); if it finds the metadata inconsistent, signals the corruption
 // before passing the error on. (co_await is not allowed in a handler.)
 template <typename Fn>
 Task<void> Qcow2Node::guard_corruption(Fn fn) {
@@ -168,7 +179,7 @@ Task<void> Qcow2Node::guard_corruption(Fn fn) {
     why = c.message();
   }
   if (error) {
-    co_await mark_corrupt(why);
+    co_await signal_corruption(why);
     std::rethrow_exception(error);
   }
 }

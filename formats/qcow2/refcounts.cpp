@@ -77,9 +77,9 @@ Task<MetadataCache::Ref> Refcounts::block_for(uint64_t cluster, bool create) {
   }
   const uint64_t offset = table_[index];
   if (offset & (cluster_size_ - 1) || offset & ~kOffsetMask)
-    raise_corruption("Refblock offset {:#x} unaligned (reftable index: {:#x})", offset, index);
+    raise_corruption("Refblock offset {:#x} unaligned (reftable index: {})", offset, c_hex(index));
   if (offset == 0 || (offset >> cluster_bits_) >= end_cluster_)
-    raise_corruption("Refblock at {:#x} is outside the image (reftable index: {:#x})", offset, index);
+    raise_corruption("Refblock at {:#x} is outside the image (reftable index: {})", offset, c_hex(index));
   co_return co_await cache_.get(offset);
 }
 
@@ -95,19 +95,26 @@ Task<void> Refcounts::add(uint64_t cluster, int64_t delta) {
   // nothing counts is an inconsistency, whatever its offset.
   auto ref = co_await block_for(cluster, delta > 0);
   if (!ref) raise_corruption("Refcount of cluster {:#x} would drop below zero", cluster);
-  const uint64_t index = cluster % entries_per_block_;
-  const uint64_t old = get_refcount_entry(ref.data(), index, header_.refcount_order);
-  uint64_t value;
-  if (delta < 0) {
-    if (old < static_cast<uint64_t>(-delta)) raise_corruption("Refcount of cluster {:#x} would drop below zero", cluster);
-    value = old - static_cast<uint64_t>(-delta);
-  } else {
-    if (max_refcount_ - old < static_cast<uint64_t>(delta))
-      raise(ERANGE, "Refcount of cluster {:#x} would overflow the {}-bit refcount width", cluster, header_.refcount_bits());
-    value = old + static_cast<uint64_t>(delta);
-  }
-  set_refcount_entry(ref.data(), index, header_.refcount_order, value);
-  ref.mark_dirty();
+  const uint64_t old = get_refcount_entry(ref.data(), cluster % entries_per_block_, header_.refcount_order);
+  // The magnitude as unsigned, so that no delta (INT64_MIN included) overflows.
+  const uint64_t change = delta < 0 ? uint64_t{0} - static_cast<uint64_t>(delta) : static_cast<uint64_t>(delta);
+  if (delta < 0 && old < change) raise_corruption("Refcount of cluster {:#x} would drop below zero", cluster);
+  if (delta > 0 && max_refcount_ - old < change)
+    raise(ERANGE, "Refcount of cluster {:#x} would overflow the {}-bit refcount width", cluster, header_.refcount_bits());
+  store(ref, cluster, delta < 0 ? old - change : old + change);
+}
+
+Task<void> Refcounts::set(uint64_t cluster, uint64_t value) {
+  if (value > max_refcount_)
+    raise(ERANGE, "Refcount {} of cluster {:#x} does not fit the {}-bit refcount width", value, cluster, header_.refcount_bits());
+  auto ref = co_await block_for(cluster, value != 0);
+  if (!ref) co_return;  // no block: the refcount is 0 already
+  store(ref, cluster, value);
+}
+
+void Refcounts::store(const MetadataCache::Ref& block, uint64_t cluster, uint64_t value) {
+  set_refcount_entry(block.data(), cluster % entries_per_block_, header_.refcount_order, value);
+  block.mark_dirty();
   if (value == 0) free_hint_ = std::min(free_hint_, cluster);
   end_cluster_ = std::max(end_cluster_, cluster + 1);
 }

@@ -35,6 +35,8 @@ class Refcounts {
 
   Task<uint64_t> get(uint64_t cluster);
   Task<void> add(uint64_t cluster, int64_t delta);
+  // Sets one refcount outright (repair), whatever the width.
+  Task<void> set(uint64_t cluster, uint64_t value);
 
   // Extends end_cluster() past the last cluster with a non-zero refcount: after
   // a crash, refcounts may describe clusters that never reached the file, and
@@ -61,6 +63,7 @@ class Refcounts {
 
  private:
   Task<MetadataCache::Ref> block_for(uint64_t cluster, bool create);
+  void store(const MetadataCache::Ref& block, uint64_t cluster, uint64_t value);
   Task<void> grow(uint64_t block_index);
   Task<void> write_table_header(uint64_t offset, uint32_t clusters);
 

@@ -17,6 +17,15 @@ namespace keel::qcow2 {
 using block::AlignedBuffer;
 using block::BlockStatus;
 
+namespace {
+
+// qemu's write path names the guest offset where its read path names the L2 slot.
+void check_write_target(uint64_t host, uint64_t guest, uint64_t cluster_size) {
+  if (host & (cluster_size - 1)) raise_corruption("Data cluster offset {:#x} unaligned (guest offset: {})", host, c_hex(guest));
+}
+
+}  // namespace
+
 Task<void> Qcow2Node::wait_in_flight(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard) {
   for (;;) {
     const bool overlap = std::any_of(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) {
@@ -82,7 +91,9 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
 
   enum class Case { InPlace, Fresh, Subclusters, Copy };
   auto classify = [&](uint64_t cluster) -> Case {
-    const L2Entry e = load_entry(table, geo_.l2_index(cluster << geo_.cluster_bits));
+    const uint64_t index = geo_.l2_index(cluster << geo_.cluster_bits);
+    const L2Entry e = load_entry(table, index);
+    check_bitmap(e, table.offset(), index, true);
     const ClusterKind kind = e.kind(geo_);
     if (kind == ClusterKind::Normal && e.copied()) {
       if (!geo_.extended_l2) return Case::InPlace;
@@ -114,7 +125,7 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
   std::span<const std::byte> step_data = data.first(length);
 
   if (first_case == Case::InPlace) {
-    check_data_offset(load_entry(table, geo_.l2_index(offset)).host_offset(), table.offset(), geo_.l2_index(offset));
+    check_write_target(load_entry(table, geo_.l2_index(offset)).host_offset(), offset, geo_.cluster_size);
     const uint64_t host = load_entry(table, geo_.l2_index(offset)).host_offset() + geo_.cluster_offset_in(offset);
     if ((host + length - 1) >> geo_.cluster_bits >= refcounts_->end_cluster())
       raise_corruption("Data cluster at {:#x} lies beyond the end of the image", geo_.cluster_start(host));
@@ -128,7 +139,7 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
     const uint64_t start = first_cluster << geo_.cluster_bits;
     const uint64_t index = geo_.l2_index(start);
     const L2Entry e = load_entry(table, index);
-    check_data_offset(e.host_offset(), table.offset(), index);
+    check_write_target(e.host_offset(), offset, geo_.cluster_size);
     // Edge subclusters that held no data are written whole: the new bytes
     // amid what the subclusters read before (zeros, or the backing file's data).
     const uint64_t lo = offset - start;

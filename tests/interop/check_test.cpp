@@ -2,6 +2,7 @@
 // deliberately damaged images: exit status, stdout (human and JSON) and
 // stderr must match; after keel repairs an image, qemu-img check must find
 // it clean (when qemu's own repair gets there) and the data must be intact.
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 
@@ -35,6 +36,12 @@ void add_leak(const std::string& img) {
   l.set_refcount(img, cluster, 1);
 }
 
+// ORs `bits` into the extended L2 subcluster bitmap of guest offset `guest`.
+void or_subcluster_bitmap(const std::string& img, uint64_t guest, uint64_t bits) {
+  const uint64_t at = Qcow2Layout::read(img).l2_entry_offset(img, guest) + 8;
+  write_be(img, at, 8, read_be(img, at, 8) | bits);
+}
+
 // Sets the refcount of the data cluster behind guest offset `guest`.
 void set_data_refcount(const std::string& img, uint64_t guest, uint64_t value) {
   const auto l = Qcow2Layout::read(img);
@@ -47,6 +54,9 @@ struct Damage {
   std::string name;
   std::function<void(const TempDir&, const std::string&)> make;
   int expected_status;  // qemu-img check's, as a sanity check of the damage itself
+  // keel's -r all repairs what qemu's leaves (a data cluster mapped past the
+  // end of the file becomes a zero cluster), so only the verdicts are compared.
+  bool keel_repairs_more = false;
 };
 
 std::ostream& operator<<(std::ostream& o, const Damage& d) { return o << d.name; }
@@ -89,6 +99,62 @@ std::vector<Damage> damages() {
          set_data_refcount(img, 64 << 10, 0);
        },
        2},
+      {"extl2_allocated_and_zero",
+       [](const TempDir& t, const std::string& img) {
+         make_image(t, img, "extended_l2=on");
+         or_subcluster_bitmap(img, 0, 1ull << 33);
+       },
+       2},
+      {"extl2_unallocated_with_allocation_bits",
+       [](const TempDir& t, const std::string& img) {
+         make_image(t, img, "extended_l2=on");
+         or_subcluster_bitmap(img, 512 << 10, 1);
+       },
+       2},
+      {"extl2_compressed_with_bitmap",
+       [](const TempDir& t, const std::string& img) {
+         make_image(t, img, "extended_l2=on");
+         or_subcluster_bitmap(img, 3 << 20, 1ull << 40);
+       },
+       2},
+      {"data_cluster_shared_refcount_bits_1",  // the second reference overflows a 1-bit refcount
+       [](const TempDir& t, const std::string& img) {
+         make_image(t, img, "refcount_bits=1");
+         const auto l = Qcow2Layout::read(img);
+         write_be(img, l.l2_entry_offset(img, 64 << 10), 8, read_be(img, l.l2_entry_offset(img, 0), 8));
+       },
+       2},
+      {"refcount_64_bits_above_2_63",
+       [](const TempDir& t, const std::string& img) {
+         make_image(t, img, "refcount_bits=64");
+         set_data_refcount(img, 0, (1ull << 63) + 5);
+       },
+       2},  // a leak, and the COPIED flag is wrong for a refcount above 1
+      {"refcount_64_bits_all_ones",
+       [](const TempDir& t, const std::string& img) {
+         make_image(t, img, "refcount_bits=64");
+         set_data_refcount(img, 0, ~0ull);
+       },
+       2},
+      {"l1_table_is_the_refcount_table",  // the L2 "table" is a refcount block
+       [](const TempDir&, const std::string& img) {
+         must({"qemu-img", "create", "-q", "-f", "qcow2", img, "1M"});
+         write_be(img, 40, 8, Qcow2Layout::read(img).refcount_table_offset);
+       },
+       2},
+      {"data_offset_unaligned",
+       [](const TempDir& t, const std::string& img) {
+         make_image(t, img);
+         const uint64_t at = Qcow2Layout::read(img).l2_entry_offset(img, 2 << 20);
+         write_be(img, at, 8, read_be(img, at, 8) | 0x200);
+       },
+       2},
+      {"data_offset_past_the_file",
+       [](const TempDir& t, const std::string& img) {
+         make_image(t, img);
+         write_be(img, Qcow2Layout::read(img).l2_entry_offset(img, 2 << 20), 8, (1ull << 63) | (1ull << 40));
+       },
+       2, true},
       {"corrupt_flag",
        [](const TempDir& t, const std::string& img) {
          make_image(t, img);
@@ -131,8 +197,9 @@ TEST_P(Check, SameAsQemu) {
   const std::string original = t.file("original.qcow2");
   ASSERT_NO_FATAL_FAILURE(damage.make(t, original));
   ASSERT_FALSE(HasFailure());
-  // The guest data, read by qemu before anything repairs the image.
-  must({"qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", original, t.file("data.raw")});
+  // The guest data, read by qemu before anything repairs the image (where
+  // the damage lets it: an invalid entry fails the read).
+  const bool readable = run({"qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", original, t.file("data.raw")}).status == 0;
 
   for (const auto& mode : modes()) {
     SCOPED_TRACE("mode " + mode.name);
@@ -150,6 +217,17 @@ TEST_P(Check, SameAsQemu) {
       ASSERT_EQ(q.status, damage.expected_status) << "damage not as intended\n" << describe("qemu", q);
     }
     const auto k = keel_img_in(kdir, args);
+    // What keel reports is what a fresh check by qemu finds in keel's result.
+    const auto verdict = qemu_img({"check", "-f", "qcow2", kdir + "/img"});
+    if (k.status != 1)  // 1: the check could not complete, so there is no verdict
+      EXPECT_EQ(k.status, verdict.status) << what << ": keel's verdict is not qemu's on keel's image\n"
+                                        << describe("keel", k) << "\n" << describe("qemu-img check <keel result>", verdict);
+    const bool repairs = std::find(mode.args.begin(), mode.args.end(), "-r") != mode.args.end();
+    if (repairs && damage.keel_repairs_more) {
+      std::filesystem::remove_all(kdir);
+      std::filesystem::remove_all(qdir);
+      continue;
+    }
     EXPECT_EQ(k.status, q.status) << what << "\n" << describe("keel", k) << "\n" << describe("qemu", q);
     EXPECT_EQ(k.out, q.out) << what;
     EXPECT_EQ(k.err, as_keel_stderr(q.err)) << what;
@@ -172,9 +250,11 @@ TEST_P(Check, SameAsQemu) {
     }
     // The guest data survives the repair (qemu's own view of it, -U as the
     // image may still be marked corrupt).
-    const auto kdata = qemu_img({"convert", "-U", "-f", "qcow2", "-O", "raw", kdir + "/img", kdir + "/data.raw"});
-    ASSERT_EQ(kdata.status, 0) << describe("qemu-img convert <keel result>", kdata);
-    EXPECT_TRUE(files_identical(kdir + "/data.raw", t.file("data.raw"))) << what << ": guest data changed";
+    if (readable) {
+      const auto kdata = qemu_img({"convert", "-U", "-f", "qcow2", "-O", "raw", kdir + "/img", kdir + "/data.raw"});
+      ASSERT_EQ(kdata.status, 0) << describe("qemu-img convert <keel result>", kdata);
+      EXPECT_TRUE(files_identical(kdir + "/data.raw", t.file("data.raw"))) << what << ": guest data changed";
+    }
     const auto kread = keel_img({"convert", "-U", "-f", "qcow2", "-O", "raw", kdir + "/img", kdir + "/keel-data.raw"});
     const auto qread = qemu_img({"convert", "-U", "-f", "qcow2", "-O", "raw", kdir + "/img", kdir + "/qemu-data.raw"});
     EXPECT_EQ(kread.status, qread.status) << describe("keel-img convert <keel result>", kread);

@@ -61,9 +61,11 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 std::string as_keel_stderr(const std::string& qemu_stderr) {
   std::string out;
   for (const auto& line : split_lines(qemu_stderr)) {
-    // Messages name the tool itself: "qemu-img: ..." and "Try 'qemu-img --help'".
+    // Messages name the tool itself: "qemu-img: ...", "Try 'qemu-img --help'", check's refcount overflow hint.
     if (line.rfind("qemu-img: ", 0) == 0) out += "keel-img: " + line.substr(10);
-    else out += replace_all(line, "'qemu-img --help'", "'keel-img --help'");
+    else out += replace_all(replace_all(line, "'qemu-img --help'", "'keel-img --help'"),
+                            "Use qemu-img amend to increase the refcount entry width or qemu-img convert",
+                            "Use keel-img amend to increase the refcount entry width or keel-img convert");
     out += '\n';
   }
   return out;
@@ -240,6 +242,7 @@ Qcow2Layout Qcow2Layout::read(const std::string& path) {
   l.l1_table_offset = read_be(path, 40, 8);
   l.refcount_table_offset = read_be(path, 48, 8);
   l.refcount_order = l.version >= 3 ? static_cast<uint32_t>(read_be(path, 96, 4)) : 4;
+  l.l2_entry_size = l.version >= 3 && (read_be(path, 72, 8) & (1u << 4)) ? 16 : 8;
   return l;
 }
 
@@ -273,12 +276,17 @@ void Qcow2Layout::set_refcount(const std::string& path, uint64_t cluster, uint64
   write_be(path, block + i * bits / 8, 1, byte);
 }
 
-uint64_t Qcow2Layout::data_cluster_for(const std::string& path, uint64_t guest) const {
-  const uint64_t l2_entries = cluster_size / 8;  // callers use images without extended L2
+uint64_t Qcow2Layout::l2_entry_offset(const std::string& path, uint64_t guest) const {
+  const uint64_t l2_entries = cluster_size / l2_entry_size;
   const uint64_t l1_index = guest / (l2_entries * cluster_size);
   const uint64_t l2 = read_be(path, l1_table_offset + l1_index * 8, 8) & 0x00fffffffffffe00ull;
-  if (!l2) return 0;
-  const uint64_t entry = read_be(path, l2 + (guest / cluster_size % l2_entries) * 8, 8);
+  return l2 ? l2 + (guest / cluster_size % l2_entries) * l2_entry_size : 0;
+}
+
+uint64_t Qcow2Layout::data_cluster_for(const std::string& path, uint64_t guest) const {
+  const uint64_t at = l2_entry_offset(path, guest);
+  if (!at) return 0;
+  const uint64_t entry = read_be(path, at, 8);
   if (entry & (1ull << 62)) return 0;  // compressed
   return entry & 0x00fffffffffffe00ull;
 }
@@ -295,6 +303,37 @@ std::string as_keel_io_stderr(const std::string& qemu_stderr) {
   for (const auto& line : split_lines(qemu_stderr))
     out += (line.rfind("qemu-io: ", 0) == 0 ? "keel-io: " + line.substr(9) : line) + "\n";
   return out;
+}
+
+std::vector<std::string> report_set(const std::string& out) {
+  std::vector<std::string> records;
+  std::string current;
+  for (const auto& line : split_lines(out)) {
+    current += line + "\n";
+    if (line.find("ops; XX") != std::string::npos || line.find(",T,R,R") != std::string::npos) {
+      records.push_back(current);
+      current.clear();
+    }
+  }
+  if (!current.empty()) records.push_back(current);
+  std::sort(records.begin(), records.end());
+  return records;
+}
+
+Runs run_both(const std::string& qdir, const std::string& kdir, const std::vector<std::string>& args,
+              const std::string& input) {
+  std::vector<std::string> q{"env", "-C", qdir, "qemu-io"}, k{"env", "-C", kdir, std::filesystem::absolute(keel_bin("keel-io")).string()};
+  q.insert(q.end(), args.begin(), args.end());
+  k.insert(k.end(), args.begin(), args.end());
+  return {run(q, input), run(k, input)};
+}
+
+void expect_same(const Runs& r, const std::string& what, bool unordered) {
+  const std::string q = mask_timings(r.qemu.out), k = mask_timings(r.keel.out);
+  EXPECT_EQ(r.keel.status, r.qemu.status) << what << "\n" << describe("keel", r.keel) << "\n" << describe("qemu", r.qemu);
+  if (unordered) EXPECT_EQ(report_set(k), report_set(q)) << what << "\n--- keel ---\n" << k << "--- qemu ---\n" << q;
+  else EXPECT_EQ(k, q) << what;
+  EXPECT_EQ(r.keel.err, as_keel_io_stderr(r.qemu.err)) << what;
 }
 
 }  // namespace keel::test::interop

@@ -49,6 +49,18 @@ std::string mask_timings(const std::string& out);
 // qemu-io's stderr with its program prefix turned into keel-io's.
 std::string as_keel_io_stderr(const std::string& qemu_stderr);
 
+// The reports in a qemu-io/keel-io output as a sorted list (a report ends with its statistics line).
+std::vector<std::string> report_set(const std::string& out);
+
+// One command line run by qemu-io in `qdir` and by keel-io in `kdir`.
+struct Runs {
+  RunResult qemu, keel;
+};
+Runs run_both(const std::string& qdir, const std::string& kdir, const std::vector<std::string>& args,
+              const std::string& input = "");
+// Expects the same status, stdout (timings masked; reports as a set where `unordered`) and stderr.
+void expect_same(const Runs& r, const std::string& what, bool unordered);
+
 // Runs qemu-io on `image` (format `fmt`) with one -c per command; fails the
 // test (ADD_FAILURE) if qemu-io reports an error.
 void qemu_io(const std::string& image, const std::string& fmt, const std::vector<std::string>& commands);
@@ -81,6 +93,7 @@ struct Qcow2Layout {
   uint64_t l1_table_offset;
   uint64_t refcount_table_offset;
   uint32_t refcount_order;  // refcount_bits = 1 << refcount_order
+  uint32_t l2_entry_size;   // 8, or 16 with extended L2 entries
   static Qcow2Layout read(const std::string& path);
   // Host offset of the refcount block covering host cluster `cluster` (0 if none).
   uint64_t refblock_for(const std::string& path, uint64_t cluster) const;
@@ -88,6 +101,9 @@ struct Qcow2Layout {
   void set_refcount(const std::string& path, uint64_t cluster, uint64_t value) const;
   // Host offset of the data cluster behind guest offset `guest` (0 if unallocated).
   uint64_t data_cluster_for(const std::string& path, uint64_t guest) const;
+  // File offset of the L2 entry mapping guest offset `guest` (0 if its L2 table is missing);
+  // with extended L2 its subcluster bitmap follows 8 bytes later.
+  uint64_t l2_entry_offset(const std::string& path, uint64_t guest) const;
 };
 
 }  // namespace keel::test::interop

@@ -20,41 +20,6 @@ struct IoCase {
 
 std::ostream& operator<<(std::ostream& o, const IoCase& c) { return o << c.name; }
 
-// The reports of an output as a sorted list: a report ends with its statistics line.
-std::vector<std::string> report_set(const std::string& out) {
-  std::vector<std::string> records;
-  std::string current;
-  for (const auto& line : split_lines(out)) {
-    current += line + "\n";
-    if (line.find("ops; XX") != std::string::npos || line.find(",T,R,R") != std::string::npos) {
-      records.push_back(current);
-      current.clear();
-    }
-  }
-  if (!current.empty()) records.push_back(current);
-  std::sort(records.begin(), records.end());
-  return records;
-}
-
-struct Runs {
-  RunResult qemu, keel;
-};
-
-Runs run_both(const std::string& qdir, const std::string& kdir, const std::vector<std::string>& args, const std::string& input = "") {
-  std::vector<std::string> q{"env", "-C", qdir, "qemu-io"}, k{"env", "-C", kdir, std::filesystem::absolute(keel_bin("keel-io")).string()};
-  q.insert(q.end(), args.begin(), args.end());
-  k.insert(k.end(), args.begin(), args.end());
-  return {run(q, input), run(k, input)};
-}
-
-void expect_same(const Runs& r, const std::string& what, bool unordered) {
-  const std::string q = mask_timings(r.qemu.out), k = mask_timings(r.keel.out);
-  EXPECT_EQ(r.keel.status, r.qemu.status) << what << "\n" << describe("keel", r.keel) << "\n" << describe("qemu", r.qemu);
-  if (unordered) EXPECT_EQ(report_set(k), report_set(q)) << what << "\n--- keel ---\n" << k << "--- qemu ---\n" << q;
-  else EXPECT_EQ(k, q) << what;
-  EXPECT_EQ(r.keel.err, as_keel_io_stderr(r.qemu.err)) << what;
-}
-
 class IoLikeQemu : public ::testing::TestWithParam<IoCase> {};
 
 TEST_P(IoLikeQemu, SameOutputAndImage) {

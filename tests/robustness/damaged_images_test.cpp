@@ -178,9 +178,10 @@ void expect_sane(const std::string& what, const Outcome& o, bool is_check) {
     }
     // check prints qemu's per-problem lines on stderr; qemu prints the
     // corruption notice without the program name too.
-    static const std::regex check_line("^(ERROR|Leaked cluster|Repairing|Rebuilding|Warning|Use qemu-img amend).*");
+    static const std::regex check_line("^(ERROR|Leaked cluster|Repairing|Rebuilding|Warning|Use keel-img amend).*");
     const bool lock_hint = l.rfind("Is another process using the image", 0) == 0;
-    const bool corruption_notice = l.rfind("qcow2: Marking image as corrupt: ", 0) == 0;
+    const bool corruption_notice =
+        l.rfind("qcow2: Marking image as corrupt: ", 0) == 0 || l.rfind("qcow2: Image is corrupt: ", 0) == 0;
     if (!(is_check && std::regex_match(l, check_line)) && !lock_hint && !corruption_notice) {
       problems += "stray stderr line \"" + l + "\"; ";
       break;

@@ -100,30 +100,41 @@ int cmd_check(int argc, char** argv) {
 
   EventLoop loop;
   auto node = loop.run(img_open(filename, options));
-  auto* image = dynamic_cast<qcow2::Qcow2Node*>(node.get());
-  if (!image) {
+  if (!dynamic_cast<qcow2::Qcow2Node*>(node.get())) {
     tools::print_error("This image format does not support checks");
     return kCheckUnsupported;
   }
+  auto check = [&](qcow2::CheckFix how) {
+    qcow2::CheckResult r = loop.run(qcow2::check_image(static_cast<qcow2::Qcow2Node&>(*node), how));
+    print_messages(r);
+    return r;
+  };
   qcow2::CheckResult result;
   try {
-    result = loop.run(qcow2::check_image(*image, fix));
-    print_messages(result);
+    result = check(fix);
     if (result.failure) {
       tools::print_error(fmt::format("Check failed: {}", errno_text(result.failure)));
       return kCheckFailed;
     }
+    loop.run(node->close());
     if (result.corruptions_fixed || result.leaks_fixed) {
       if (output == "human" && !quiet)
-        std::printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu corruptions\n\nDouble checking the fixed image now...\n",
+        std::printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu corruptions\n\n"
+                    "Double checking the fixed image now...\n",
                     static_cast<unsigned long long>(result.leaks_fixed), static_cast<unsigned long long>(result.corruptions_fixed));
-      qcow2::CheckResult again = loop.run(qcow2::check_image(*image, qcow2::CheckFix::None));
-      print_messages(again);
+      // The verdict on a repair comes from the image as it now is on disk,
+      // opened afresh: nothing the repair left in memory can vouch for it.
+      node.reset();
+      block::OpenOptions reread = options;
+      reread.writable = false;
+      reread.for_repair = false;
+      node = loop.run(img_open(filename, reread));
+      qcow2::CheckResult again = check(qcow2::CheckFix::None);
       again.leaks_fixed = result.leaks_fixed;
       again.corruptions_fixed = result.corruptions_fixed;
       result = again;
+      loop.run(node->close());
     }
-    loop.run(image->close());
   } catch (const Error& e) {
     tools::print_error(fmt::format("Check failed: {}", e.message()));
     return kCheckFailed;
