@@ -1,6 +1,7 @@
 #include "formats/qcow2/check.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "base/endian.h"
 #include "base/units.h"
@@ -225,7 +226,13 @@ bool count_refcount_structures(Qcow2Node& node, ReferenceCounter& refs, CheckRes
   bool usable = true;
   const auto& table = node.refcounts().table();
   for (uint64_t i = 0; i < table.size(); i++) {
-    const uint64_t offset = table[i] & kOffsetMask;
+    const uint64_t offset = table[i] & kReftableOffsetMask;
+    if (table[i] & kReftableReservedMask) {
+      result.messages.push_back(fmt::format("ERROR refcount table entry {} has reserved bits set", i));
+      result.corruptions++;
+      usable = false;
+      continue;
+    }
     if (!offset) continue;
     if (offset & (h.cluster_size() - 1)) {
       result.messages.push_back(fmt::format("ERROR refcount block {} is not cluster aligned; refcount table entry corrupted", i));
@@ -269,10 +276,15 @@ Task<void> compare_refcounts(Qcow2Node& node, CheckResult& result, CheckFix fix,
   Refcounts& refcounts = node.refcounts();
   for (uint64_t c = 0; c < counts.size(); c++) {
     uint64_t stored = 0;
+    std::optional<std::string> unreadable;
     try {
       stored = co_await refcounts.get(c);
     } catch (const Corruption& e) {
-      result.messages.push_back(fmt::format("Can't get refcount for cluster {}: {}", c, e.message()));
+      unreadable = e.message();
+    }
+    if (unreadable) {
+      co_await node.signal_corruption(*unreadable);
+      result.messages.push_back(fmt::format("Can't get refcount for cluster {}: {}", c, errno_text(EIO)));
       result.check_errors++;
       continue;
     }

@@ -15,6 +15,9 @@ constexpr uint64_t kFlagCompressed = 1ull << 62;
 constexpr uint64_t kFlagZero = 1ull;
 constexpr uint64_t kL1ReservedMask = 0x7f000000000001ffull;
 constexpr uint64_t kL2ReservedMask = 0x3f000000000001feull;
+// Refcount table entries: bits 9..63 are the block's offset, 0..8 reserved.
+constexpr uint64_t kReftableOffsetMask = ~uint64_t{0x1ff};
+constexpr uint64_t kReftableReservedMask = 0x1ff;
 constexpr unsigned kSubclustersPerCluster = 32;
 
 struct Geometry {

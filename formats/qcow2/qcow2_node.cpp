@@ -119,6 +119,7 @@ void Qcow2Node::require_writable() const {
 Task<void> Qcow2Node::update_incompatible_features(uint64_t set, uint64_t clear) {
   if (header_.version < 3) co_return;
   header_.incompatible_features = (header_.incompatible_features | set) & ~clear;
+  if (clear & kIncompatCorrupt) corrupt_ = false;
   std::byte field[8];
   store_be<uint64_t>(field, header_.incompatible_features);
   co_await file_->write(72, field);

@@ -70,6 +70,11 @@ class Qcow2Node final : public block::BlockNode {
   // overlap check; an active L2 table does not count when `is_l2_table`).
   const char* metadata_at(uint64_t host, uint64_t length, bool is_l2_table = false) const;
   Task<void> set_l1_entry(uint64_t index, uint64_t value);
+  // qemu's qcow2_signal_corruption(): on a writable image, sets the corrupt bit
+  // and takes the image out of use (later requests fail with ENOMEDIUM) until
+  // a repair clears the bit; on a read-only one only the request fails.
+  // Either way it is reported once.
+  Task<void> signal_corruption(const std::string& why);
 
  private:
   Qcow2Node(std::unique_ptr<block::BlockNode> file, Header header, const block::OpenOptions& options);
@@ -132,10 +137,6 @@ class Qcow2Node final : public block::BlockNode {
   void require_io() const;
   void require_writable() const;
   Task<void> mark_dirty_for_lazy_refcounts();
-  // qemu's qcow2_signal_corruption(): on a writable image, sets the corrupt bit
-  // and takes the image out of use (later requests fail with ENOMEDIUM); on a
-  // read-only one only the request fails. Either way it is reported once.
-  Task<void> signal_corruption(const std::string& why);
   // Raises Corruption if an extended L2 entry's bitmap is invalid; qemu's
   // read and write paths word the message differently.
   void check_bitmap(const L2Entry& e, uint64_t l2_offset, uint64_t index, bool for_write) const;

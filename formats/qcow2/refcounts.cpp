@@ -53,13 +53,14 @@ Refcounts::Refcounts(block::BlockNode& file, Header& header, MetadataCache& cach
       max_refcount_(header.refcount_order == 6 ? UINT64_MAX : (uint64_t{1} << header.refcount_bits()) - 1),
       end_cluster_(div_round_up(file.size(), header.cluster_size())) {
   for (uint64_t entry : table_)
-    if (entry & kOffsetMask) block_offsets_.insert(entry & kOffsetMask);
+    if (entry & kReftableOffsetMask) block_offsets_.insert(entry & kReftableOffsetMask);
 }
 
 Task<void> Refcounts::find_end() {
   for (uint64_t index = table_.size(); index-- > 0;) {
-    if ((table_[index] & kOffsetMask) == 0) continue;
+    if (block_offset(index) == 0) continue;
     auto ref = co_await block_for(index * entries_per_block_, false);
+    if (!ref) continue;
     for (uint64_t i = entries_per_block_; i-- > 0;) {
       if (get_refcount_entry(ref.data(), i, header_.refcount_order) != 0) {
         end_cluster_ = std::max(end_cluster_, index * entries_per_block_ + i + 1);
@@ -71,15 +72,18 @@ Task<void> Refcounts::find_end() {
 
 Task<MetadataCache::Ref> Refcounts::block_for(uint64_t cluster, bool create) {
   const uint64_t index = cluster / entries_per_block_;
-  if (index >= table_.size() || (table_[index] & kOffsetMask) == 0) {
+  if (block_offset(index) == 0) {
     if (!create) co_return MetadataCache::Ref();
     co_await grow(index);
   }
-  const uint64_t offset = table_[index];
-  if (offset & (cluster_size_ - 1) || offset & ~kOffsetMask)
+  const uint64_t offset = block_offset(index);
+  if (offset & (cluster_size_ - 1))
     raise_corruption("Refblock offset {:#x} unaligned (reftable index: {})", offset, c_hex(index));
-  if (offset == 0 || (offset >> cluster_bits_) >= end_cluster_)
+  if ((offset >> cluster_bits_) >= end_cluster_) {
+    // Past the end of the file a block reads as zeros, as in qemu, but is never written.
+    if (!create) co_return MetadataCache::Ref();
     raise_corruption("Refblock at {:#x} is outside the image (reftable index: {})", offset, c_hex(index));
+  }
   co_return co_await cache_.get(offset);
 }
 
@@ -224,7 +228,7 @@ Task<void> Refcounts::grow(uint64_t block_index) {
     bool changed = false;
     for (uint64_t c = area_start; c < area_end; c++) {
       const uint64_t b = c / entries_per_block_;
-      const bool present = b < table_.size() && (table_[b] & kOffsetMask) != 0;
+      const bool present = block_offset(b) != 0;
       if (!present && new_blocks.insert(b).second) changed = true;
     }
     if (!changed) break;
@@ -243,7 +247,7 @@ Task<void> Refcounts::grow(uint64_t block_index) {
   for (uint64_t c = area_start; c < area_end; c++) {
     const uint64_t b = c / entries_per_block_;
     if (new_blocks.count(b)) continue;
-    auto ref = co_await cache_.get(table_[b] & kOffsetMask);
+    auto ref = co_await cache_.get(block_offset(b));
     set_refcount_entry(ref.data(), c % entries_per_block_, header_.refcount_order, 1);
     ref.mark_dirty();
   }
@@ -330,7 +334,7 @@ Task<void> Refcounts::rebuild(const std::vector<uint64_t>& counts) {
   table_ = std::move(table);
   block_offsets_.clear();
   for (uint64_t entry : table_)
-    if (entry & kOffsetMask) block_offsets_.insert(entry & kOffsetMask);
+    if (entry & kReftableOffsetMask) block_offsets_.insert(entry & kReftableOffsetMask);
   end_cluster_ = area_end;
   free_hint_ = 0;
   free_byte_offset_ = 0;

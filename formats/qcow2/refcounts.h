@@ -14,6 +14,7 @@
 #include "base/async/task.h"
 #include "block/node.h"
 #include "formats/qcow2/header.h"
+#include "formats/qcow2/layout.h"
 #include "formats/qcow2/metadata_cache.h"
 
 namespace keel::qcow2 {
@@ -62,6 +63,8 @@ class Refcounts {
   Task<void> rebuild(const std::vector<uint64_t>& counts);
 
  private:
+  // Offset of refcount block `index` (0 if none); the table's reserved bits are not part of it.
+  uint64_t block_offset(uint64_t index) const { return index < table_.size() ? table_[index] & kReftableOffsetMask : 0; }
   Task<MetadataCache::Ref> block_for(uint64_t cluster, bool create);
   void store(const MetadataCache::Ref& block, uint64_t cluster, uint64_t value);
   Task<void> grow(uint64_t block_index);
