@@ -138,12 +138,17 @@ void AtomicOutput::make_temporary() {
   name.resize(std::min<size_t>(name.size(), NAME_MAX - 1 - tag.size() - kSuffixLength));
   for (int attempt = 0; attempt < kNameAttempts; attempt++) {
     const std::string candidate = directory + "." + name + tag + random_suffix();
+    // Armed first, so that no signal finds the file created but unknown.
+    arm_cleanup(candidate);
     const int fd = ::open(candidate.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == EEXIST) continue;
-    if (fd < 0) return;  // e.g. the directory is not writable: in place, as qemu-img
+    if (fd < 0) {
+      const int error = errno;
+      disarm_cleanup();
+      if (error == EEXIST) continue;
+      return;  // e.g. the directory is not writable: in place, as qemu-img
+    }
     temporary_ = candidate;
     temporary_fd_ = fd;
-    arm_cleanup(temporary_);
     if (!copy_identity()) remove_temporary();
     return;
   }
