@@ -291,8 +291,11 @@ TEST(crash_convert, SignalRemovesTemporaryFile) {
       EXPECT_EQ(status, 128 + sig);
       const auto left = temporaries(f.work);
       EXPECT_TRUE(left.empty()) << "left " << left.front();
-      if (old_target) EXPECT_EQ(read_file(f.target), old) << "the old target changed";
-      else EXPECT_FALSE(std::filesystem::exists(f.target)) << "a target appeared: " << describe_file(f.target);
+      if (old_target) {
+        EXPECT_EQ(read_file(f.target), old) << "the old target changed";
+      } else {
+        EXPECT_FALSE(std::filesystem::exists(f.target)) << "a target appeared: " << describe_file(f.target);
+      }
       for (const auto& t : left) std::filesystem::remove(t);
     }
   }
