@@ -242,6 +242,33 @@ TEST(interop_convert, SymlinkTargetWrittenThrough) {
   EXPECT_TRUE(no_temporaries(d.keel));
 }
 
+// A relative backing file name resolves against the target's directory,
+// which is also the temporary file's, so the target opens with the same
+// backing file as under qemu-img, and a missing one is reported under the
+// target's name.
+TEST(interop_convert, RelativeBackingFileOfTemporaryTarget) {
+  KEEL_REQUIRE_QEMU();
+  Dirs d;
+  for (const auto& dir : d.both()) {
+    fs::create_directory(dir + "/images");
+    ASSERT_EQ(qemu_img({"create", "-q", "-f", "qcow2", dir + "/images/base.qcow2", "3M"}).status, 0);
+  }
+  const std::vector<std::string> args = {"-f", "raw", "-O", "qcow2", "-o", "backing_file=base.qcow2,backing_fmt=qcow2", "src.raw"};
+  auto with_target = [&](const std::string& target) {
+    auto a = args;
+    a.push_back(target);
+    return a;
+  };
+  ASSERT_EQ(convert_in_both(d, with_target("images/out.qcow2")).status, 0);
+  const auto info = same_as_qemu({"info", "--output=json", "-f", "qcow2", "-U", d.keel + "/images/out.qcow2"});
+  EXPECT_NE(info.out.find("\"backing-filename\": \"base.qcow2\""), std::string::npos) << info.out;
+  const auto cmp = qemu_img({"compare", "-f", "raw", "-F", "qcow2", d.keel + "/src.raw", d.keel + "/images/out.qcow2"});
+  EXPECT_EQ(cmp.status, 0) << describe("qemu-img compare", cmp);
+  // Without the backing file in the target's directory: qemu-img's error, naming the target.
+  EXPECT_NE(convert_in_both(d, with_target("other.qcow2")).status, 0);
+  EXPECT_TRUE(no_temporaries(d.keel));
+}
+
 // Devices and FIFOs are never replaced: no temporary file beside them, and
 // the node stays what it was. (The messages are keel's where they differ.)
 TEST(interop_convert, DeviceAndFifoTargetsNotReplaced) {
