@@ -146,6 +146,8 @@ TEST(interop_convert, FailingConvertLeavesExistingTarget) {
       {"bad_raw_option", {"-O", "raw", "-o", "preallocation=metadata", "src.raw", "out.img"}, true},
       {"source_read_error_qcow2", {"-f", "qcow2", "-O", "qcow2", "bad.qcow2", "out.img"}, false},
       {"source_read_error_raw", {"-f", "qcow2", "-O", "raw", "bad.qcow2", "out.img"}, false},
+      // The source's locks refuse a writer, even this process's.
+      {"target_is_the_source", {"-f", "raw", "-O", "raw", "out.img", "out.img"}, true},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
