@@ -25,6 +25,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include "tests/support/process.h"
@@ -154,7 +155,8 @@ std::string describe_file(const std::string& path) {
 }
 
 // True if `target` reads as `source` through qemu-img and, for qcow2, checks clean.
-::testing::AssertionResult complete_image(const std::string& source, const std::string& target, const std::string& format) {
+::testing::AssertionResult complete_image(const std::string& source, const std::string& target,
+                                          const std::string& format) {
   const auto cmp = run({"qemu-img", "compare", "-f", "qcow2", "-F", format, source, target});
   if (cmp.status != 0) return ::testing::AssertionFailure() << "qemu-img compare: " << cmp.out << cmp.err;
   if (format == "qcow2") {
@@ -206,8 +208,9 @@ TEST(crash_convert, KilledConvertLeavesOldTargetOrCompleteImage) {
     const int after_lines = static_cast<int>(rng() % 30);
     const auto delay = std::chrono::microseconds(rng() % 2 == 0 ? 0 : rng() % 3000);
     const bool old_target = rng() % 2 == 0;
-    SCOPED_TRACE(fmt::format("run {} ({}): {}{}", r, kind.args.back() == "1" ? "qcow2 4k -m 1" : kind.args[0] + " " + kind.format,
-                             kill ? fmt::format("SIGKILL after {} progress lines + {} us", after_lines, delay.count()) : "no kill",
+    SCOPED_TRACE(fmt::format("run {} (convert {}): {}{}", r, fmt::join(kind.args, " "),
+                             kill ? fmt::format("SIGKILL after {} progress lines + {} us", after_lines, delay.count())
+                                  : "no kill",
                              old_target ? ", over an existing file" : ""));
 
     std::filesystem::remove(f.target);  // a new inode: no locks left by the last killed tool
@@ -237,7 +240,8 @@ TEST(crash_convert, KilledConvertLeavesOldTargetOrCompleteImage) {
 
     const bool copied = printed.find("(100.00/100%)") != std::string::npos;
     const bool renamed = !printed.empty() && printed.back() == '\n';
-    const bool unchanged = old_target ? std::filesystem::exists(f.target) && read_file(f.target) == old : !std::filesystem::exists(f.target);
+    const bool exists = std::filesystem::exists(f.target);
+    const bool unchanged = old_target ? exists && read_file(f.target) == old : !exists;
     if (unchanged) {
       untouched++;
       EXPECT_FALSE(renamed) << "the tool printed its final newline (after the rename) but the target is unchanged";
@@ -245,8 +249,8 @@ TEST(crash_convert, KilledConvertLeavesOldTargetOrCompleteImage) {
       complete++;
       EXPECT_TRUE(copied) << "the target changed before the copy was complete";
       ASSERT_TRUE(complete_image(f.source, f.target, kind.format))
-          << "the target holds neither the old file nor the complete image (" << describe_file(f.target) << "); progress: "
-          << printed;
+          << "the target holds neither the old file nor the complete image (" << describe_file(f.target)
+          << "); progress: " << printed;
     }
     const auto left = temporaries(f.work);
     if (status == 0) {
@@ -257,7 +261,8 @@ TEST(crash_convert, KilledConvertLeavesOldTargetOrCompleteImage) {
     stale += static_cast<int>(left.size());
     for (const auto& t : left) std::filesystem::remove(t);
   }
-  std::printf("[ crash_convert ] %d runs, %d killed; target unchanged %d times, complete %d times; %d stale temporaries\n",
+  std::printf("[ crash_convert ] %d runs, %d killed; target unchanged %d times, complete %d times; "
+              "%d stale temporaries\n",
               kRuns, killed, untouched, complete, stale);
   EXPECT_GT(untouched, 0) << "no kill landed before the rename";
 }

@@ -255,7 +255,8 @@ TEST(interop_convert, RelativeBackingFileOfTemporaryTarget) {
     fs::create_directory(dir + "/images");
     ASSERT_EQ(qemu_img({"create", "-q", "-f", "qcow2", dir + "/images/base.qcow2", "3M"}).status, 0);
   }
-  const std::vector<std::string> args = {"-f", "raw", "-O", "qcow2", "-o", "backing_file=base.qcow2,backing_fmt=qcow2", "src.raw"};
+  const std::vector<std::string> args = {"-f", "raw", "-O", "qcow2", "-o", "backing_file=base.qcow2,backing_fmt=qcow2",
+                                         "src.raw"};
   auto with_target = [&](const std::string& target) {
     auto a = args;
     a.push_back(target);
@@ -301,8 +302,9 @@ TEST(interop_convert, RenameIsDurable) {
   if (!have_program("strace")) GTEST_SKIP() << "strace not installed";
   TempDir t;
   write_file(t.file("src.raw"), random_bytes(1 << 20, 5));
-  const auto r = run({"strace", "-f", "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2", "-o", t.file("trace"),
-                      keel_bin("keel-img"), "convert", "-O", "qcow2", t.file("src.raw"), t.file("out.qcow2")});
+  const auto r = run({"strace", "-f", "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2", "-o",
+                      t.file("trace"), keel_bin("keel-img"), "convert", "-O", "qcow2", t.file("src.raw"),
+                      t.file("out.qcow2")});
   ASSERT_EQ(r.status, 0) << r.err;
   std::ifstream trace(t.file("trace"));
   const std::regex open_re(R"re(openat\(AT_FDCWD, "([^"]*)", ([^)]*)\) = (\d+))re");

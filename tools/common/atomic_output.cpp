@@ -47,8 +47,9 @@ void arm_cleanup(const std::string& path) {
     action.sa_handler = remove_and_reraise;
     action.sa_flags = SA_RESETHAND;
     sigemptyset(&action.sa_mask);
-    g_installed[i] = ::sigaction(kCleanupSignals[i], nullptr, &g_previous[i]) == 0 && g_previous[i].sa_handler != SIG_IGN &&
-                     ::sigaction(kCleanupSignals[i], &action, nullptr) == 0;
+    // A signal the caller ignores (nohup's SIGHUP) stays ignored.
+    g_installed[i] = ::sigaction(kCleanupSignals[i], nullptr, &g_previous[i]) == 0 &&
+                     g_previous[i].sa_handler != SIG_IGN && ::sigaction(kCleanupSignals[i], &action, nullptr) == 0;
   }
 }
 
@@ -86,7 +87,8 @@ std::string random_suffix() {
 }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
+  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size())
+    s.replace(pos, from.size(), to);
   return s;
 }
 
