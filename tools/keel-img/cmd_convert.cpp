@@ -1,10 +1,12 @@
 #include <cstdio>
+#include <optional>
 
 #include "base/async/event_loop.h"
 #include "base/error.h"
 #include "base/units.h"
 #include "block/format.h"
 #include "block/jobs/convert.h"
+#include "tools/common/atomic_output.h"
 #include "tools/common/progress.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-img/commands.h"
@@ -26,22 +28,33 @@ Task<void> run_convert(const std::vector<std::string>& source_names, const std::
     source_nodes.push_back(sources.back().get());
   }
   const block::FormatDriver* target_driver = block::find_format(*target_options.format);
+  // A new image is made under a temporary name and renamed into place once complete.
+  std::optional<tools::AtomicOutput> output;
   if (create) {
     block::CreateRequest request = *create;
     for (auto* s : source_nodes) request.size += s->size();
     request.size = align_up(request.size, 512);  // whole sectors, as qemu-img creates them
     try {
+      output.emplace(target_name);
+      request.filename = output->path();
       co_await target_driver->create(request);
     } catch (const Error& e) {
-      throw e.with_context(fmt::format("{}: error while converting {}", target_name, target_driver->name));
+      throw (output ? output->with_target_name(e) : e)
+          .with_context(fmt::format("{}: error while converting {}", target_name, target_driver->name));
     }
   }
-  auto target = co_await img_open(target_name, target_options);
-  if (convert_options.compress && !target->supports_compressed_writes())
-    raise(ENOTSUP, "Compression not supported for this file format");
-  convert_options.target_is_zero = create ? target->has_zero_init() : target_is_zero;
-  co_await block::convert(source_nodes, *target, convert_options);
-  co_await target->close();
+  try {
+    auto target = co_await img_open(output ? output->path() : target_name, target_options);
+    if (convert_options.compress && !target->supports_compressed_writes())
+      raise(ENOTSUP, "Compression not supported for this file format");
+    convert_options.target_is_zero = create ? target->has_zero_init() : target_is_zero;
+    co_await block::convert(source_nodes, *target, convert_options);
+    co_await target->close();
+  } catch (const Error& e) {
+    if (output) throw output->with_target_name(e);
+    throw;
+  }
+  if (output) output->commit();
 }
 
 }  // namespace
