@@ -90,7 +90,7 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
     auto table = co_await w.node.l2_table(l2_offset);
     // A table that is also some other structure is not repaired through: the
     // rebuild of that structure, or the next check, sorts it out.
-    const bool table_fixable = fix_entries && !w.node.metadata_at(l2_offset, w.geo.cluster_size, true);
+    const bool table_fixable = fix_entries && !w.node.metadata_at(l2_offset, w.geo.cluster_size, Qcow2Node::Metadata::ActiveL2);
     for (uint64_t j = 0; j < w.geo.l2_entries; j++) {
       const std::byte* p = table.data() + j * w.geo.l2_entry_size;
       L2Entry e{load_be<uint64_t>(p), w.geo.extended_l2 ? load_be<uint64_t>(p + 8) : 0};
@@ -276,15 +276,19 @@ Task<void> compare_refcounts(Qcow2Node& node, CheckResult& result, CheckFix fix,
   Refcounts& refcounts = node.refcounts();
   for (uint64_t c = 0; c < counts.size(); c++) {
     uint64_t stored = 0;
-    std::optional<std::string> unreadable;
+    std::optional<std::string> corruption;
+    int error = 0;
     try {
       stored = co_await refcounts.get(c);
     } catch (const Corruption& e) {
-      unreadable = e.message();
+      corruption = e.message();
+      error = e.code();
+    } catch (const Error& e) {
+      error = e.code();
     }
-    if (unreadable) {
-      co_await node.signal_corruption(*unreadable);
-      result.messages.push_back(fmt::format("Can't get refcount for cluster {}: {}", c, errno_text(EIO)));
+    if (corruption) co_await node.signal_corruption(*corruption, &result.messages);
+    if (error) {
+      result.messages.push_back(fmt::format("Can't get refcount for cluster {}: {}", c, errno_text(error)));
       result.check_errors++;
       continue;
     }
@@ -307,6 +311,16 @@ Task<void> compare_refcounts(Qcow2Node& node, CheckResult& result, CheckFix fix,
   if (fix != CheckFix::None) co_await node.flush_metadata();
 }
 
+// A refcount for the COPIED check; one that cannot be read was reported by
+// compare_refcounts() already, so it is skipped here without a word, as qemu does.
+Task<std::optional<uint64_t>> refcount_if_readable(Refcounts& refcounts, uint64_t cluster) {
+  try {
+    co_return co_await refcounts.get(cluster);
+  } catch (const Error&) {
+    co_return std::nullopt;
+  }
+}
+
 // COPIED must be set exactly where the refcount is 1 (qemu's check_oflag_copied).
 Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix) {
   const Geometry& geo = node.geometry();
@@ -318,10 +332,16 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
     const uint64_t l2_offset = l1[i] & kOffsetMask;
     if (!l2_offset) continue;
     // Clusters past the file have refcount 0, which qemu reports here too.
-    const uint64_t rc = co_await refcounts.get(l2_offset >> geo.cluster_bits);
+    const std::optional<uint64_t> l2_rc = co_await refcount_if_readable(refcounts, l2_offset >> geo.cluster_bits);
+    if (!l2_rc) continue;
+    const uint64_t rc = *l2_rc;
     if ((rc == 1) != bool(l1[i] & kFlagCopied)) {
-      result.messages.push_back(fmt::format("{} OFLAG_COPIED L2 cluster: l1_index={} l1_entry={:x} refcount={}", repair ? "Repairing" : "ERROR", i, l1[i], rc));
-      if (repair) {
+      // The L1 table may not be rewritten where it is some other structure too.
+      const bool l1_fixable =
+          repair && !node.metadata_at(node.header().l1_table_offset + i * 8, 8, Qcow2Node::Metadata::ActiveL1);
+      result.messages.push_back(fmt::format("{} OFLAG_COPIED L2 cluster: l1_index={} l1_entry={:x} refcount={}",
+                                            l1_fixable ? "Repairing" : "ERROR", i, l1[i], rc));
+      if (l1_fixable) {
         co_await node.set_l1_entry(i, rc == 1 ? (l1[i] | kFlagCopied) : (l1[i] & ~kFlagCopied));
         result.corruptions_fixed++;
       } else {
@@ -330,6 +350,8 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
     }
     if ((l2_offset & (geo.cluster_size - 1)) || (l2_offset >> geo.cluster_bits) >= nb_clusters) continue;
     auto table = co_await node.l2_table(l2_offset);
+    // As in walk_l1: no repair through a table that is other metadata too.
+    const bool table_fixable = repair && !node.metadata_at(l2_offset, geo.cluster_size, Qcow2Node::Metadata::ActiveL2);
     for (uint64_t j = 0; j < geo.l2_entries; j++) {
       std::byte* p = table.data() + j * geo.l2_entry_size;
       const uint64_t word = load_be<uint64_t>(p);
@@ -337,10 +359,13 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
       const ClusterKind kind = e.kind(geo);
       if (kind != ClusterKind::Normal && kind != ClusterKind::ZeroAlloc) continue;
       const uint64_t host = e.host_offset();
-      const uint64_t data_rc = co_await refcounts.get(host >> geo.cluster_bits);
+      const std::optional<uint64_t> readable = co_await refcount_if_readable(refcounts, host >> geo.cluster_bits);
+      if (!readable) continue;
+      const uint64_t data_rc = *readable;
       if ((data_rc == 1) != e.copied()) {
-        result.messages.push_back(fmt::format("{} OFLAG_COPIED data cluster: l2_entry={:x} refcount={}", repair ? "Repairing" : "ERROR", word, data_rc));
-        if (repair) {
+        result.messages.push_back(fmt::format("{} OFLAG_COPIED data cluster: l2_entry={:x} refcount={}",
+                                              table_fixable ? "Repairing" : "ERROR", word, data_rc));
+        if (table_fixable) {
           store_be<uint64_t>(p, data_rc == 1 ? (word | kFlagCopied) : (word & ~kFlagCopied));
           table.mark_dirty();
           result.corruptions_fixed++;

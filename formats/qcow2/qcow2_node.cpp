@@ -131,16 +131,20 @@ Task<void> Qcow2Node::write_header() {
   co_await file_->write(0, bytes);
 }
 
-Task<void> Qcow2Node::signal_corruption(const std::string& why) {
+Task<void> Qcow2Node::signal_corruption(const std::string& why, std::vector<std::string>* notices) {
+  auto report = [&](std::string line) {
+    if (notices) notices->push_back(std::move(line));
+    else fmt::print(stderr, "{}\n", line);
+  };
   if (!writable_) {
     if (!corruption_reported_)
-      fmt::print(stderr, "qcow2: Image is corrupt: {}; further non-fatal corruption events will be suppressed\n", why);
+      report(fmt::format("qcow2: Image is corrupt: {}; further non-fatal corruption events will be suppressed", why));
     corruption_reported_ = true;
     co_return;
   }
   if (corrupt_) co_return;
   corrupt_ = true;
-  fmt::print(stderr, "qcow2: Marking image as corrupt: {}; further corruption events will be suppressed\n", why);
+  report(fmt::format("qcow2: Marking image as corrupt: {}; further corruption events will be suppressed", why));
   co_await update_incompatible_features(kIncompatCorrupt, 0);
 }
 
@@ -164,24 +168,25 @@ void Qcow2Node::store_entry(const MetadataCache::Ref& table, uint64_t index, con
   table.mark_dirty();
 }
 
-const char* Qcow2Node::metadata_at(uint64_t host, uint64_t length, bool is_l2_table) const {
-  auto overlaps = [&](uint64_t start, uint64_t bytes) { return bytes && host < start + bytes && start < host + length; };
-  const char* what = nullptr;
-  if (overlaps(0, geo_.cluster_size)) what = "qcow2_header";
-  else if (overlaps(header_.l1_table_offset, uint64_t{header_.l1_size} * 8)) what = "active L1 table";
-  else if (overlaps(header_.refcount_table_offset, uint64_t{header_.refcount_table_clusters} << geo_.cluster_bits)) what = "refcount table";
-  else if (overlaps(header_.snapshots_offset, snapshots_.table_bytes)) what = "snapshot table";
-  else {
-    for (uint64_t c = geo_.cluster_start(host); c < host + length && !what; c += geo_.cluster_size) {
-      if (refcounts_->is_refcount_block(c)) what = "refcount block";
-      else if (!is_l2_table && l2_tables_.count(c)) what = "active L2 table";
-    }
+const char* Qcow2Node::metadata_at(uint64_t host, uint64_t length, Metadata writing) const {
+  auto overlaps = [&](Metadata kind, uint64_t start, uint64_t bytes) {
+    return kind != writing && bytes && host < start + bytes && start < host + length;
+  };
+  if (overlaps(Metadata::Header, 0, geo_.cluster_size)) return "qcow2_header";
+  if (overlaps(Metadata::ActiveL1, header_.l1_table_offset, uint64_t{header_.l1_size} * 8)) return "active L1 table";
+  if (overlaps(Metadata::RefcountTable, header_.refcount_table_offset,
+               uint64_t{header_.refcount_table_clusters} << geo_.cluster_bits))
+    return "refcount table";
+  if (overlaps(Metadata::SnapshotTable, header_.snapshots_offset, snapshots_.table_bytes)) return "snapshot table";
+  for (uint64_t c = geo_.cluster_start(host); c < host + length; c += geo_.cluster_size) {
+    if (writing != Metadata::RefcountBlock && refcounts_->is_refcount_block(c)) return "refcount block";
+    if (writing != Metadata::ActiveL2 && l2_tables_.count(c)) return "active L2 table";
   }
-  return what;
+  return nullptr;
 }
 
-void Qcow2Node::check_metadata_overlap(uint64_t host, uint64_t length, bool is_l2_table) const {
-  if (const char* what = metadata_at(host, length, is_l2_table))
+void Qcow2Node::check_metadata_overlap(uint64_t host, uint64_t length, Metadata writing) const {
+  if (const char* what = metadata_at(host, length, writing))
     raise_corruption("Preventing invalid write on metadata (overlaps with {})", what);
 }
 
@@ -207,11 +212,14 @@ Task<MetadataCache::Ref> Qcow2Node::get_l2(uint64_t l1_index, bool allocate) {
   if (offset) {
     if (offset & (geo_.cluster_size - 1))
       raise_corruption("L2 table offset {:#x} unaligned (L1 index: {})", offset, c_hex(l1_index));
-    if ((offset >> geo_.cluster_bits) >= refcounts_->end_cluster())
+    if ((offset >> geo_.cluster_bits) >= refcounts_->end_cluster()) {
+      // Past the end of the file a table reads as zeros, as in qemu, but is never written.
+      if (!allocate) co_return MetadataCache::Ref();
       raise_corruption("L2 table offset {:#x} lies beyond the end of the image (L1 index: {})", offset, c_hex(l1_index));
+    }
     if (!allocate) co_return co_await l2_cache_->get(offset);
     // The table is about to change: it must not be some other structure.
-    check_metadata_overlap(offset, geo_.cluster_size, true);
+    check_metadata_overlap(offset, geo_.cluster_size, Metadata::ActiveL2);
     if (entry & kFlagCopied) co_return co_await l2_cache_->get(offset);
   }
   if (!allocate) co_return MetadataCache::Ref();

@@ -66,15 +66,17 @@ class Qcow2Node final : public block::BlockNode {
   // Rewrites the whole header cluster.
   Task<void> write_header();
   Task<MetadataCache::Ref> l2_table(uint64_t offset) { return l2_cache_->get(offset); }
-  // The metadata structure [host, host+length) overlaps, if any (qemu's
-  // overlap check; an active L2 table does not count when `is_l2_table`).
-  const char* metadata_at(uint64_t host, uint64_t length, bool is_l2_table = false) const;
+  // The metadata structure [host, host+length) overlaps, if any, other than
+  // the kind being written there (qemu's overlap check).
+  enum class Metadata { Data, Header, ActiveL1, RefcountTable, SnapshotTable, RefcountBlock, ActiveL2 };
+  const char* metadata_at(uint64_t host, uint64_t length, Metadata writing = Metadata::Data) const;
   Task<void> set_l1_entry(uint64_t index, uint64_t value);
   // qemu's qcow2_signal_corruption(): on a writable image, sets the corrupt bit
   // and takes the image out of use (later requests fail with ENOMEDIUM) until
   // a repair clears the bit; on a read-only one only the request fails.
-  // Either way it is reported once.
-  Task<void> signal_corruption(const std::string& why);
+  // Either way it is reported once: on stderr, or appended to `notices` by a
+  // caller that prints its own lines in order (check).
+  Task<void> signal_corruption(const std::string& why, std::vector<std::string>* notices = nullptr);
 
  private:
   Qcow2Node(std::unique_ptr<block::BlockNode> file, Header header, const block::OpenOptions& options);
@@ -93,7 +95,7 @@ class Qcow2Node final : public block::BlockNode {
   void store_entry(const MetadataCache::Ref& table, uint64_t index, const L2Entry& entry) const;
   void check_data_offset(uint64_t host, uint64_t l2_offset, uint64_t index) const;
   // Raises Corruption if a data write to [host, host+length) would hit metadata (qemu's overlap check).
-  void check_metadata_overlap(uint64_t host, uint64_t length, bool is_l2_table = false) const;
+  void check_metadata_overlap(uint64_t host, uint64_t length, Metadata writing = Metadata::Data) const;
 
   Task<void> read_compressed(uint64_t l2_word, std::span<std::byte> cluster);
   // What the backing chain shows at guest `offset`: its data, zeros past its end or without one.

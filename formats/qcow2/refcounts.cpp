@@ -79,6 +79,8 @@ Task<MetadataCache::Ref> Refcounts::block_for(uint64_t cluster, bool create) {
   const uint64_t offset = block_offset(index);
   if (offset & (cluster_size_ - 1))
     raise_corruption("Refblock offset {:#x} unaligned (reftable index: {})", offset, c_hex(index));
+  // An offset no file position can have fails to read, as in qemu.
+  if (offset > uint64_t{INT64_MAX}) raise(EIO, "Refcount block offset {:#x} (reftable index: {}) is not a file offset", offset, c_hex(index));
   if ((offset >> cluster_bits_) >= end_cluster_) {
     // Past the end of the file a block reads as zeros, as in qemu, but is never written.
     if (!create) co_return MetadataCache::Ref();

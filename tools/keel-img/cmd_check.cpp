@@ -141,7 +141,10 @@ int cmd_check(int argc, char** argv) {
   }
   if (output == "json") std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
   else if (!quiet) print_human(result);
-  if (result.check_errors) return kCheckFailed;
+  if (result.check_errors) {
+    tools::print_error("Check failed");
+    return kCheckFailed;
+  }
   if (result.corruptions) return kCheckCorrupt;
   if (result.leaks) return kCheckLeaks;
   return kCheckOk;
