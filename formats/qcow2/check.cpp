@@ -62,12 +62,25 @@ class ReferenceCounter {
   CheckResult& result_;
 };
 
+// An L2 entry that a repair would make a zero cluster. Repairs wait until
+// every reference is counted: only a table referenced once, and by nothing
+// but its L1 entry, is written, so a repair never changes a cluster that is
+// also guest data or other metadata.
+struct PlannedFix {
+  uint64_t table;           // host offset of the L2 table
+  uint64_t entry;           // index in it
+  size_t message;           // its line in CheckResult::messages
+  std::string if_refused;   // the line to print instead when the table is not trusted
+  uint64_t host;            // the entry's cluster, counted if the fix is refused (0: none)
+};
+
 struct Walk {
   Qcow2Node& node;
   const Geometry& geo;
   ReferenceCounter& refs;
   CheckResult& result;
   uint64_t file_size;
+  std::vector<PlannedFix> fixes;
 };
 
 // Counts an L1 table, its L2 tables and their data clusters. Fragmentation
@@ -88,9 +101,7 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
     }
     if (!w.refs.add(l2_offset, w.geo.cluster_size)) continue;
     auto table = co_await w.node.l2_table(l2_offset);
-    // A table that is also some other structure is not repaired through: the
-    // rebuild of that structure, or the next check, sorts it out.
-    const bool table_fixable = fix_entries && !w.node.metadata_at(l2_offset, w.geo.cluster_size, Qcow2Node::Metadata::ActiveL2);
+    const bool table_fixable = fix_entries && active;
     for (uint64_t j = 0; j < w.geo.l2_entries; j++) {
       const std::byte* p = table.data() + j * w.geo.l2_entry_size;
       L2Entry e{load_be<uint64_t>(p), w.geo.extended_l2 ? load_be<uint64_t>(p + 8) : 0};
@@ -132,13 +143,8 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
             fmt::format("ERROR offset={:x}: Allocated cluster has corrupted subcluster allocation bitmap", host));
         w.result.corruptions++;
       }
-      // Makes the entry read as zeros without a host cluster (repairs).
-      auto make_zero = [&] {
-        std::byte* p = table.data() + j * w.geo.l2_entry_size;
-        const bool zero_flag = w.node.header().version >= 3 && !w.geo.extended_l2;
-        store_be<uint64_t>(p, zero_flag ? kFlagZero : 0);
-        if (w.geo.extended_l2) store_be<uint64_t>(p + 8, kAllSubclustersZero);
-        table.mark_dirty();
+      auto plan_fix = [&](std::string if_refused, uint64_t counted_if_refused) {
+        w.fixes.push_back({l2_offset, j, w.result.messages.size() - 1, std::move(if_refused), counted_if_refused});
         w.result.corruptions--;
         w.result.corruptions_fixed++;
       };
@@ -150,11 +156,10 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
               fmt::format("ERROR offset={:x}: Data cluster is not properly aligned; L2 entry corrupted.", host));
         } else {
           // Nothing to lose: qemu repairs it into a zero cluster and counts no reference.
-          const bool fixing = table_fixable && active;
-          w.result.messages.push_back(fmt::format("{} offset={:x}: Preallocated cluster is not properly aligned; L2 entry corrupted.",
-                                                  fixing ? "Repairing" : "ERROR", host));
-          if (fixing) {
-            make_zero();
+          const std::string what = fmt::format("offset={:x}: Preallocated cluster is not properly aligned; L2 entry corrupted.", host);
+          w.result.messages.push_back((table_fixable ? "Repairing " : "ERROR ") + what);
+          if (table_fixable) {
+            plan_fix("ERROR " + what, host);
             continue;
           }
         }
@@ -166,8 +171,9 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
       }
       if (!w.refs.add(host, w.geo.cluster_size) && table_fixable) {
         // A mapping into nowhere (keel's repair; qemu leaves it): make the cluster read as zeros.
+        std::string counted = std::move(w.result.messages.back());
         w.result.messages.back() = fmt::format("Repairing data cluster at offset {:#x} beyond the end of the image", host);
-        make_zero();
+        plan_fix(std::move(counted), 0);
       }
     }
   }
@@ -259,12 +265,36 @@ bool count_refcount_structures(Qcow2Node& node, ReferenceCounter& refs, CheckRes
 }
 
 // Every reference in the image, refcount structures included.
+// Applies the planned fixes to trusted tables; the rest are reported as
+// found, and their clusters counted as qemu counts them.
+Task<void> apply_fixes(Walk& w) {
+  const Geometry& geo = w.geo;
+  for (const PlannedFix& f : w.fixes) {
+    const bool trusted = w.refs.counts()[f.table >> geo.cluster_bits] == 1 &&
+                         !w.node.metadata_at(f.table, geo.cluster_size, Qcow2Node::Metadata::ActiveL2);
+    if (!trusted) {
+      w.result.messages[f.message] = f.if_refused;
+      w.result.corruptions_fixed--;
+      w.result.corruptions++;
+      if (f.host) w.refs.add(f.host, geo.cluster_size);
+      continue;
+    }
+    auto table = co_await w.node.l2_table(f.table);
+    std::byte* p = table.data() + f.entry * geo.l2_entry_size;
+    const bool zero_flag = w.node.header().version >= 3 && !geo.extended_l2;
+    store_be<uint64_t>(p, zero_flag ? kFlagZero : 0);
+    if (geo.extended_l2) store_be<uint64_t>(p + 8, kAllSubclustersZero);
+    table.mark_dirty();
+  }
+}
+
 Task<std::vector<uint64_t>> calculate_refcounts(Qcow2Node& node, CheckResult& result, bool fix_entries, bool& rebuild) {
   const Geometry& geo = node.geometry();
   ReferenceCounter refs(node.file_node().size(), node.header(), result);
-  Walk walk{node, geo, refs, result, node.file_node().size()};
+  Walk walk{node, geo, refs, result, node.file_node().size(), {}};
   co_await count_references(walk, fix_entries);
   if (!count_refcount_structures(node, refs, result)) rebuild = true;
+  co_await apply_fixes(walk);
   co_return std::move(refs.counts());
 }
 

@@ -272,6 +272,9 @@ Task<std::vector<Qcow2Node::Segment>> Qcow2Node::map_range(uint64_t offset, uint
     const uint64_t cluster_end = std::min(end, cluster_start + geo_.cluster_size);
     const ClusterKind kind = e.kind(geo_);
     check_bitmap(e, table.offset(), index, false);
+    if (header_.version < 3 && (kind == ClusterKind::ZeroPlain || kind == ClusterKind::ZeroAlloc))
+      raise_corruption("Zero cluster entry found in pre-v3 image (L2 offset: {:#x}, L2 index: {})", table.offset(),
+                       c_hex(index));
     if (kind == ClusterKind::Normal || kind == ClusterKind::ZeroAlloc) check_data_offset(e.host_offset(), table.offset(), index);
     if (kind == ClusterKind::Compressed) {
       push(cluster_end - pos, SubclusterKind::Compressed, e.word);
