@@ -28,8 +28,9 @@ TEST(CreateOptions, RejectsUnknownKeysAndBadValues) {
   OptionValues bad_size;
   bad_size.parse("cluster_size=64q");
   EXPECT_THROW(bad_size.validate(specs), Error);
-  OptionValues no_value;
-  EXPECT_THROW(no_value.parse("cluster_size"), Error);
+  OptionValues flag_as_size;  // "cluster_size" alone is cluster_size=on
+  flag_as_size.parse("cluster_size");
+  EXPECT_THROW(flag_as_size.validate(specs), Error);
   OptionValues good;
   good.parse("cluster_size=64k,refcount_bits=8");
   EXPECT_NO_THROW(good.validate(specs));
