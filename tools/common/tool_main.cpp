@@ -15,9 +15,9 @@ void print_error(const std::string& message) {
   std::fprintf(stderr, "%s: %s\n", g_tool_name.c_str(), message.c_str());
 }
 
-block::CacheMode parse_cache_mode(const std::string& name) {
+block::CacheMode parse_cache_mode(const std::string& name, std::string_view what) {
   auto mode = block::CacheMode::parse(name);
-  if (!mode) raise(EINVAL, "Invalid cache option: {}", name);
+  if (!mode) raise(EINVAL, "Invalid {} option: {}", what, name);
   return *mode;
 }
 

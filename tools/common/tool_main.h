@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -18,7 +19,8 @@ int run_tool(const std::string& tool_name, const std::function<int()>& body);
 // Prints "tool: message" to stderr (continuation lines are not prefixed).
 void print_error(const std::string& message);
 
-block::CacheMode parse_cache_mode(const std::string& name);
+// Raises "Invalid cache option: x" (`what` names the option in the message).
+block::CacheMode parse_cache_mode(const std::string& name, std::string_view what = "cache");
 
 // Sets the description and -h/--help of a command.
 void configure_app(CLI::App& app, const std::string& description);
