@@ -28,7 +28,11 @@ std::optional<std::string> protocol_of(const std::string& name) {
 
 // The path a "proto:rest" name gives the file protocol.
 std::string protocol_path(const std::string& name, const std::string& protocol) {
-  if (protocol == "file") return name.substr(protocol.size() + 1);
+  if (protocol == "file") {
+    // What follows is a path even when it looks like a protocol; qemu names it "./file:x" then.
+    const std::string path = name.substr(protocol.size() + 1);
+    return protocol_of(path) ? "./" + path : path;
+  }
   for (std::string_view known : kQemuProtocols)
     if (protocol == known) raise(ENOTSUP, "Protocol '{}' is not supported by keel yet: only local files can be opened", protocol);
   raise(EINVAL, "Unknown protocol '{}'", protocol);
@@ -55,6 +59,8 @@ void flatten(const nlohmann::json& object, const std::string& prefix, std::strin
 }
 
 void apply_json(std::string_view text, ImageOptions& options) {
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    raise(EINVAL, "Could not parse the JSON options: Expecting a JSON value");
   nlohmann::json object;
   try {
     object = nlohmann::json::parse(text);

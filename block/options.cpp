@@ -44,7 +44,7 @@ void OptionValues::parse(std::string_view text) {
 }
 
 void OptionValues::set(const std::string& key, std::string value) {
-  if (values_.count(key) == 0) order_.push_back(key);
+  given_.emplace_back(key, value);
   values_[key] = std::move(value);
 }
 
@@ -81,15 +81,17 @@ std::optional<uint64_t> OptionValues::get_number(const std::string& key) const {
 }
 
 void OptionValues::validate(const std::vector<OptionSpec>& specs) const {
-  for (const auto& key : order_) {
+  for (const auto& [key, value] : given_) {
     const OptionSpec* spec = nullptr;
     for (const auto& s : specs)
       if (s.name == key) spec = &s;
     if (!spec) raise(EINVAL, "Invalid parameter '{}'", key);
+    OptionValues one;  // this value alone, through the typed getters
+    one.values_[key] = value;
     switch (spec->type) {
-      case OptionType::Bool: get_bool(key); break;
-      case OptionType::Size: get_size(key); break;
-      case OptionType::Number: get_number(key); break;
+      case OptionType::Bool: one.get_bool(key); break;
+      case OptionType::Size: one.get_size(key); break;
+      case OptionType::Number: one.get_number(key); break;
       case OptionType::String: break;
     }
   }

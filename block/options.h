@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace keel::block {
@@ -43,12 +44,14 @@ class OptionValues {
   bool help_requested() const { return help_requested_; }
 
   // Raises "Invalid parameter 'x'" for a key not in `specs`, and checks each
-  // typed value parses, in the order the keys were first given (as qemu reports).
+  // typed value parses: every value given, in order, as qemu does when parsing
+  // (so "size=x,size=1M" is refused although the later value wins).
   void validate(const std::vector<OptionSpec>& specs) const;
 
  private:
   std::map<std::string, std::string> values_;
-  std::vector<std::string> order_;  // keys in the order first given
+  // Every key=value as given, repeats included: qemu checks each one.
+  std::vector<std::pair<std::string, std::string>> given_;
   bool help_requested_ = false;
 };
 

@@ -61,8 +61,9 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 std::string as_keel_stderr(const std::string& qemu_stderr) {
   std::string out;
   for (const auto& line : split_lines(qemu_stderr)) {
-    // Messages name the tool itself: "qemu-img: ..." and "Try 'qemu-img --help'".
-    if (line.rfind("qemu-img: ", 0) == 0) out += "keel-img: " + line.substr(10);
+    // Messages name the tool itself: "qemu-img: ..." (once without the space:
+    // "qemu-img:FILE: error" for a trace events file) and "Try 'qemu-img --help'".
+    if (line.rfind("qemu-img:", 0) == 0) out += "keel-img:" + line.substr(9);
     else out += replace_all(line, "'qemu-img --help'", "'keel-img --help'");
     out += '\n';
   }

@@ -134,7 +134,7 @@ int cmd_check(int argc, char** argv) {
     tools::print_error(fmt::format("Check failed: {}", e.message()));
     return kCheckFailed;
   }
-  if (json) std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
+  if (json && !quiet) std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
   else if (!quiet) print_human(result);
   if (result.check_errors) return kCheckFailed;
   if (result.corruptions) return kCheckCorrupt;

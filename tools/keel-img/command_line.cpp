@@ -68,8 +68,11 @@ Task<std::unique_ptr<block::BlockNode>> img_open(const std::string& name, const 
   if (!image_opts) co_return co_await img_open(name, options);
   block::ImageOptions image;
   image.open = options;
+  // A first item without '=' is the implied key "file" (a node name, which keel has not).
+  const std::string first = name.substr(0, name.find(','));
+  const std::string list = first.find('=') == std::string::npos ? "file=" + name : name;
   try {
-    block::apply_image_options(name, image);
+    block::apply_image_options(list, image);
     co_return co_await block::open_image(image);
   } catch (const Error& e) {
     throw e.with_context(fmt::format("Could not open '{}'", name));
