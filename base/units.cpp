@@ -9,53 +9,75 @@
 
 namespace keel {
 
-std::optional<uint64_t> parse_size(std::string_view text) {
-  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.')) return std::nullopt;
+namespace {
+
+unsigned suffix_shift(char c) {
+  switch (std::tolower(static_cast<unsigned char>(c))) {
+    case 'b': return 0;
+    case 'k': return 10;
+    case 'm': return 20;
+    case 'g': return 30;
+    case 't': return 40;
+    case 'p': return 50;
+    case 'e': return 60;
+    default: return 64;  // not a suffix
+  }
+}
+
+// Digits of `base` from `pos` into `value`; false once the value passes 2^64.
+bool scan_digits(std::string_view text, size_t& pos, unsigned base, uint64_t& value, bool& any) {
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  bool fits = true;
+  for (; pos < text.size() && std::isxdigit(static_cast<unsigned char>(text[pos])); pos++) {
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(text[pos])));
+    const unsigned digit = std::isdigit(static_cast<unsigned char>(c)) ? static_cast<unsigned>(c - '0') : 10u + static_cast<unsigned>(c - 'a');
+    if (digit >= base) break;
+    any = true;
+    if (value > (max - digit) / base) fits = false;
+    else value = value * base + digit;
+  }
+  return fits;
+}
+
+}  // namespace
+
+SizeScan scan_size(std::string_view text) {
+  SizeScan result;
   size_t pos = 0;
-  while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) pos++;
-  size_t int_end = pos;
-  size_t frac_end = pos;
-  if (pos < text.size() && text[pos] == '.') {
-    pos++;
-    while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) pos++;
-    frac_end = pos;
-  }
-  std::string_view suffix = text.substr(pos);
-  unsigned shift = 0;
-  if (suffix.size() > 1) return std::nullopt;
-  if (suffix.size() == 1) {
-    switch (std::tolower(static_cast<unsigned char>(suffix[0]))) {
-      case 'b': shift = 0; break;
-      case 'k': shift = 10; break;
-      case 'm': shift = 20; break;
-      case 'g': shift = 30; break;
-      case 't': shift = 40; break;
-      case 'p': shift = 50; break;
-      case 'e': shift = 60; break;
-      default: return std::nullopt;
-    }
-  }
-  const uint64_t max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  while (pos < text.size() && std::isspace(static_cast<unsigned char>(text[pos]))) pos++;
+  if (pos < text.size() && text[pos] == '+') pos++;
+  const bool hex = pos + 1 < text.size() && text[pos] == '0' && (text[pos + 1] == 'x' || text[pos + 1] == 'X');
+  if (hex) pos += 2;
   uint64_t whole = 0;
-  for (size_t i = 0; i < int_end; i++) {
-    unsigned digit = static_cast<unsigned>(text[i] - '0');
-    if (whole > (max - digit) / 10) return std::nullopt;
-    whole = whole * 10 + digit;
+  bool any_digit = false;
+  bool fits = scan_digits(text, pos, hex ? 16 : 10, whole, any_digit);
+  if (!any_digit) return result;
+  // A fraction (decimal only) counts in the unit the suffix names, rounded to
+  // the nearest byte; one so long that it reads as 1.0 counts as nothing.
+  double fraction = 0;
+  if (!hex && pos < text.size() && text[pos] == '.') {
+    const size_t start = pos++;
+    while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) pos++;
+    fraction = std::strtod(std::string(text.substr(start, pos - start)).insert(0, "0").c_str(), nullptr);
+    if (fraction >= 1.0) fraction = 0;
   }
-  if (shift && whole > (max >> shift)) return std::nullopt;
-  uint64_t result = whole << shift;
-  if (frac_end > int_end + 1) {
-    // A fraction is only meaningful with a suffix; "1.5" bytes is malformed.
-    if (shift == 0) return std::nullopt;
-    double fraction = std::strtod(std::string(text.substr(int_end, frac_end - int_end)).c_str(), nullptr);
-    uint64_t extra = static_cast<uint64_t>(fraction * static_cast<double>(uint64_t{1} << shift));
-    if (result > max - extra) return std::nullopt;
-    result += extra;
-  } else if (frac_end == int_end + 1 && int_end == 0) {
-    return std::nullopt;
+  unsigned shift = 0;
+  if (pos < text.size() && suffix_shift(text[pos]) < 64) {
+    shift = suffix_shift(text[pos++]);
+    result.hex_with_suffix = hex;
   }
+  if (pos != text.size() || (shift == 0 && fraction != 0)) return result;
+  const uint64_t extra = static_cast<uint64_t>(std::llround(fraction * static_cast<double>(uint64_t{1} << shift)));
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  if (!fits || (shift && whole > (max >> shift)) || (whole << shift) > max - extra) {
+    result.out_of_range = true;
+    return result;
+  }
+  result.value = (whole << shift) + extra;
   return result;
 }
+
+std::optional<uint64_t> parse_size(std::string_view text) { return scan_size(text).value; }
 
 std::string format_size(uint64_t bytes) {
   static constexpr const char* suffixes[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};

@@ -9,9 +9,17 @@
 
 namespace keel {
 
-// Parses "512", "64k", "1.5G", "10M" (1024-based suffixes B K M G T P E, case
-// insensitive; a bare number is bytes). Returns nullopt on malformed input or
-// overflow past INT64_MAX.
+// What qemu_strtosz() makes of a size: "512", "0x200", " +64k", "1.5G", "1."
+// (1024-based suffixes B K M G T P E, case insensitive; a bare number is
+// bytes; a fraction needs a suffix other than B; hex takes no fraction).
+struct SizeScan {
+  std::optional<uint64_t> value;  // nullopt: malformed or out of range
+  bool out_of_range = false;      // well formed, but 2^64 or more
+  bool hex_with_suffix = false;   // "0x1k": accepted, and qemu warns it is deprecated
+};
+SizeScan scan_size(std::string_view text);
+
+// scan_size(text).value.
 std::optional<uint64_t> parse_size(std::string_view text);
 
 // "1 GiB", "196 KiB", "0 B", "10.2 MiB": qemu's size_to_str().

@@ -1,6 +1,8 @@
 #include "block/format.h"
 
 #include "base/error.h"
+#include "block/image_name.h"
+#include "block/image_options.h"
 #include "formats/qcow2/driver.h"
 #include "formats/raw/raw_node.h"
 
@@ -15,11 +17,20 @@ const FormatDriver* find_format(std::string_view name) {
 }
 
 std::unique_ptr<BlockNode> open_file(const std::string& filename, const OpenOptions& options) {
+  if (filename.empty()) raise(EINVAL, "The 'file' block driver requires a file name");
   FileOptions file_options{.writable = options.writable, .force_share = options.force_share, .cache = options.cache};
   return FileNode::open(filename, file_options);
 }
 
-Task<std::unique_ptr<BlockNode>> open_image(const std::string& filename, const OpenOptions& options) {
+Task<std::unique_ptr<BlockNode>> open_image(const std::string& name, const OpenOptions& options) {
+  if (!is_json_name(name)) co_return co_await open_image_path(local_path(name), options);
+  ImageOptions image;
+  image.open = options;
+  apply_json_name(name, image);
+  co_return co_await open_image(image);
+}
+
+Task<std::unique_ptr<BlockNode>> open_image_path(const std::string& filename, const OpenOptions& options) {
   const FormatDriver* driver = nullptr;
   if (options.format) {
     driver = find_format(*options.format);

@@ -50,12 +50,16 @@ struct FormatDriver {
 const FormatDriver* find_format(std::string_view name);
 std::vector<const FormatDriver*> all_formats();
 
-// Opens `filename` as an image, probing its format unless options.format
-// names it. Errors are the block layer's ("Could not open 'x': No such file
+// Opens the image `name` names (a path, "file:path", "json:{...}"; see
+// block/image_name.h), probing its format unless options.format or the name's
+// "driver" names it. Errors are the block layer's ("Could not open 'x': No such file
 // or directory" from the file node, "Image is not in qcow2 format", ...);
 // qemu-img puts its own "Could not open 'x': " before them, qemu-io its
 // "can't open device x: ".
-Task<std::unique_ptr<BlockNode>> open_image(const std::string& filename, const OpenOptions& options);
+Task<std::unique_ptr<BlockNode>> open_image(const std::string& name, const OpenOptions& options);
+
+// Opens the local file `filename` as an image: no prefix in it is a protocol.
+Task<std::unique_ptr<BlockNode>> open_image_path(const std::string& filename, const OpenOptions& options);
 
 // Opens just the file node (protocol layer) for `filename`.
 std::unique_ptr<BlockNode> open_file(const std::string& filename, const OpenOptions& options);

@@ -72,7 +72,7 @@ Task<std::unique_ptr<BlockNode>> open_image(const ImageOptions& options) {
   if (options.open.force_share && options.open.writable) raise(EINVAL, "force-share=on can only be used with read-only images");
   if (options.aio == "native" && !options.open.cache.direct)
     raise(EINVAL, "aio=native was specified, but it requires cache.direct=on, which was not specified.");
-  std::unique_ptr<BlockNode> node = co_await open_image(options.filename, options.open);
+  std::unique_ptr<BlockNode> node = co_await open_image_path(options.filename, options.open);
   if (!options.format_options.empty())
     raise(EINVAL, "Block format '{}' does not support the option '{}'", node->format_name(), options.format_options.front());
   if (is_probed_raw(options, *node)) co_return guard_probed_raw(std::move(node));

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   zlib1g-dev libzstd-dev liburing-dev libssl-dev libcurl4-openssl-dev libnbd-dev
-  libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libedit-dev
+  nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libedit-dev
   clang libclang-rt-14-dev
   qemu-utils nbdkit libnbd-bin fio python3 strace
 )

@@ -61,8 +61,10 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 std::string as_keel_stderr(const std::string& qemu_stderr) {
   std::string out;
   for (const auto& line : split_lines(qemu_stderr)) {
-    // Messages name the tool itself: "qemu-img: ...", "Try 'qemu-img --help'", check's refcount overflow hint.
-    if (line.rfind("qemu-img: ", 0) == 0) out += "keel-img: " + line.substr(10);
+    // Messages name the tool itself: "qemu-img: ..." (once without the space:
+    // "qemu-img:FILE: error" for a trace events file), "Try 'qemu-img --help'",
+    // and check's refcount overflow hint.
+    if (line.rfind("qemu-img:", 0) == 0) out += "keel-img:" + line.substr(9);
     else out += replace_all(replace_all(line, "'qemu-img --help'", "'keel-img --help'"),
                             "Use qemu-img amend to increase the refcount entry width or qemu-img convert",
                             "Use keel-img amend to increase the refcount entry width or keel-img convert");

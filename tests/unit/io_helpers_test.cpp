@@ -8,10 +8,12 @@
 #include "tools/keel-io/buffer.h"
 #include "tools/keel-io/hexdump.h"
 #include "tools/keel-io/number.h"
-#include "tools/keel-io/option_scanner.h"
+#include "tools/common/option_scanner.h"
 #include "tools/keel-io/report.h"
 
 using namespace keel::io;
+using keel::tools::LongOption;
+using keel::tools::OptionScanner;
 
 namespace {
 

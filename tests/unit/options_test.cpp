@@ -28,9 +28,29 @@ TEST(CreateOptions, RejectsUnknownKeysAndBadValues) {
   OptionValues bad_size;
   bad_size.parse("cluster_size=64q");
   EXPECT_THROW(bad_size.validate(specs), Error);
-  OptionValues no_value;
-  EXPECT_THROW(no_value.parse("cluster_size"), Error);
+  OptionValues flag_as_size;  // "cluster_size" alone is cluster_size=on
+  flag_as_size.parse("cluster_size");
+  EXPECT_THROW(flag_as_size.validate(specs), Error);
   OptionValues good;
   good.parse("cluster_size=64k,refcount_bits=8");
   EXPECT_NO_THROW(good.validate(specs));
+}
+
+TEST(CreateOptions, QemuOptsShortFormsAndHelp) {
+  OptionValues v;
+  v.parse("lazy_refcounts,noextended_l2,,,a=b,,c,=x,help");
+  EXPECT_EQ(v.get("lazy_refcounts"), "on");
+  EXPECT_EQ(v.get("extended_l2"), "off");
+  EXPECT_EQ(v.get("a"), "b,c");
+  EXPECT_EQ(v.get(""), "x");  // kept, for "Invalid parameter ''"
+  EXPECT_TRUE(v.help_requested());
+  OptionValues repeated;  // every value is checked, not only the one that wins
+  repeated.parse("cluster_size=bad,cluster_size=64k");
+  EXPECT_EQ(repeated.get_size("cluster_size"), 65536u);
+  EXPECT_THROW(repeated.validate(qcow2::create_options()), Error);
+}
+
+TEST(CreateOptions, InvalidOptionLists) {
+  for (const char* bad : {"", ",", "a=1,", ",a=1", "a=1,,,"}) EXPECT_THROW(check_option_list(bad), Error) << bad;
+  for (const char* good : {"a=1", "a=1,,", "a=1,,,,", "a,b"}) EXPECT_NO_THROW(check_option_list(good)) << good;
 }

@@ -95,6 +95,7 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 }  // namespace
 
 AtomicOutput::AtomicOutput(const std::string& target) : target_(target), resolved_(follow_links(target)) {
+  if (target.empty()) return;  // no name to rename to: the create reports it, as qemu-img's does
   struct stat st;
   if (::lstat(resolved_.c_str(), &st) < 0) {
     // No such file yet: made new. Other errors are left to the create, which

@@ -15,28 +15,10 @@ void print_error(const std::string& message) {
   std::fprintf(stderr, "%s: %s\n", g_tool_name.c_str(), message.c_str());
 }
 
-block::CacheMode parse_cache_mode(const std::string& name) {
+block::CacheMode parse_cache_mode(const std::string& name, std::string_view what) {
   auto mode = block::CacheMode::parse(name);
-  if (!mode) raise(EINVAL, "Invalid cache option: {}", name);
+  if (!mode) raise(EINVAL, "Invalid {} option: {}", what, name);
   return *mode;
-}
-
-void configure_app(CLI::App& app, const std::string& description) {
-  app.description(description);
-  app.set_help_flag("-h,--help", "Print this help and exit");
-}
-
-void parse_args(CLI::App& app, int argc, char** argv) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    throw ExitStatus{0};
-  } catch (const CLI::ParseError& e) {
-    print_error(e.what());
-    std::fprintf(stderr, "Try '%s --help' for more information.\n", app.get_name().c_str());
-    throw ExitStatus{1};
-  }
 }
 
 int run_tool(const std::string& tool_name, const std::function<int()>& body) {

@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <optional>
 
 #include "base/async/event_loop.h"
 #include "base/error.h"
@@ -7,6 +8,7 @@
 #include "formats/qcow2/check.h"
 #include "formats/qcow2/qcow2_node.h"
 #include "tools/common/tool_main.h"
+#include "tools/keel-img/command_line.h"
 #include "tools/keel-img/commands.h"
 
 namespace keel::img {
@@ -68,38 +70,42 @@ void print_messages(const qcow2::CheckResult& r) {
 }  // namespace
 
 int cmd_check(int argc, char** argv) {
-  CLI::App app;
-  app.name("check");
-  tools::configure_app(app, "Check the image FILENAME for consistency, and optionally repair it.");
-  std::string format, output = "human", repair, cache = "writeback", filename;
-  bool force_share = false, quiet = false;
-  app.add_option("-f,--format", format, "Image format (probed if not given)");
-  app.add_option("--output", output, "Output format: human (default) or json");
-  app.add_option("-r,--repair", repair, "Repair leaks, or all inconsistencies (leaks|all)");
-  app.add_option("-T,--cache", cache, "Cache mode (default: writeback)");
-  app.add_flag("-U,--force-share", force_share, "Open the image even if another process uses it");
-  app.add_flag("-q,--quiet", quiet, "Quiet mode");
-  app.add_option("filename", filename, "Image to check")->required();
-  tools::parse_args(app, argc, argv);
-  if (output != "human" && output != "json") raise(EINVAL, "--output must be used with human or json as argument.");
-  if (!repair.empty() && repair != "leaks" && repair != "all") {
-    tools::print_error(fmt::format("Unknown option value for -r (expecting 'leaks' or 'all'): {}", repair));
-    std::fprintf(stderr, "Try 'keel-img --help' for more information\n");
-    return 1;
+  ImageCommandOptions common;
+  std::string repair, cache = "writeback";
+  bool quiet = false;
+  auto scanner = command_scanner(argc, argv, "hf:r:T:qU",
+                                 {{"help", false, 'h'}, {"format", true, 'f'}, {"repair", true, 'r'},
+                                  {"output", true, kOptionOutput}, {"object", true, kOptionObject},
+                                  {"image-opts", false, kOptionImageOpts}, {"force-share", false, 'U'}});
+  while (auto o = scanner.next()) {
+    if (common.take(*o)) continue;
+    switch (o->id) {
+      case 'r':
+        repair = o->argument;
+        if (repair != "leaks" && repair != "all")
+          usage_error(fmt::format("Unknown option value for -r (expecting 'leaks' or 'all'): {}", repair));
+        break;
+      case 'T': cache = o->argument; break;
+      case 'q': quiet = true; break;
+      default: bad_option(*o);
+    }
   }
+  const std::string filename = common.one_image(scanner);
+  const bool json = common.json();
+  const bool force_share = common.force_share;
   if (!repair.empty() && force_share)
     raise(EINVAL, "Could not open '{}': force-share=on can only be used with read-only images", filename);
 
   block::OpenOptions options;
-  if (!format.empty()) options.format = format;
+  if (!common.format.empty()) options.format = common.format;
   options.force_share = force_share;
   options.writable = !repair.empty();
   options.for_repair = !repair.empty();
-  options.cache = tools::parse_cache_mode(cache);
+  options.cache = tools::parse_cache_mode(cache, "source cache");
   const qcow2::CheckFix fix = repair == "all" ? qcow2::CheckFix::All : repair == "leaks" ? qcow2::CheckFix::Leaks : qcow2::CheckFix::None;
 
   EventLoop loop;
-  auto node = loop.run(img_open(filename, options));
+  auto node = loop.run(img_open(filename, options, common.image_opts));
   if (!dynamic_cast<qcow2::Qcow2Node*>(node.get())) {
     tools::print_error("This image format does not support checks");
     return kCheckUnsupported;
@@ -118,7 +124,7 @@ int cmd_check(int argc, char** argv) {
     }
     loop.run(node->close());
     if (result.corruptions_fixed || result.leaks_fixed) {
-      if (output == "human" && !quiet)
+      if (!json && !quiet)
         std::printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu corruptions\n\n"
                     "Double checking the fixed image now...\n",
                     static_cast<unsigned long long>(result.leaks_fixed), static_cast<unsigned long long>(result.corruptions_fixed));
@@ -128,7 +134,7 @@ int cmd_check(int argc, char** argv) {
       block::OpenOptions reread = options;
       reread.writable = false;
       reread.for_repair = false;
-      node = loop.run(img_open(filename, reread));
+      node = loop.run(img_open(filename, reread, common.image_opts));
       qcow2::CheckResult again = check(qcow2::CheckFix::None);
       again.leaks_fixed = result.leaks_fixed;
       again.corruptions_fixed = result.corruptions_fixed;
@@ -139,7 +145,7 @@ int cmd_check(int argc, char** argv) {
     tools::print_error(fmt::format("Check failed: {}", e.message()));
     return kCheckFailed;
   }
-  if (output == "json") std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
+  if (json && !quiet) std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
   else if (!quiet) print_human(result);
   if (result.check_errors) {
     tools::print_error("Check failed");

@@ -1,70 +1,76 @@
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <optional>
 
 #include "base/async/event_loop.h"
 #include "base/error.h"
 #include "base/units.h"
 #include "block/backing.h"
 #include "block/format.h"
+#include "block/image_name.h"
 #include "tools/common/tool_main.h"
+#include "tools/keel-img/command_line.h"
 #include "tools/keel-img/commands.h"
+#include "tools/keel-img/option_help.h"
 
 namespace keel::img {
 
-namespace {
-
-void print_option_help(const block::FormatDriver& driver) {
-  auto specs = driver.create_options();
-  std::sort(specs.begin(), specs.end(), [](auto& a, auto& b) { return a.name < b.name; });
-  std::printf("Supported %s options:\n", std::string(driver.name).c_str());
-  for (const auto& s : specs) {
-    const char* type = s.type == block::OptionType::Size ? "size" : s.type == block::OptionType::Bool ? "bool (on/off)" : s.type == block::OptionType::Number ? "num" : "str";
-    std::string left = fmt::format("{}=<{}>", s.name, type);
-    std::printf("  %-22s - %s\n", left.c_str(), s.help.c_str());
-  }
-}
-
-}  // namespace
-
 int cmd_create(int argc, char** argv) {
-  CLI::App app;
-  app.name("create");
-  tools::configure_app(app, "Create a new disk image FILENAME of SIZE bytes (suffixes k, M, G, T, P, E).");
-  std::string format = "raw";
-  std::vector<std::string> option_texts;
+  std::string format = "raw", option_list, backing_file, backing_format;
   bool quiet = false, unsafe = false;
-  std::string filename, size_text, backing_file, backing_format;
-  app.add_option("-f,--format", format, "Image format (default: raw)");
-  app.add_option("-o,--options", option_texts, "Format options key=value[,...]; '-o help' lists them")
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("-b", backing_file, "Backing file (an overlay's base image)");
-  app.add_option("-F", backing_format, "Format of the backing file");
-  app.add_flag("-u", unsafe, "Do not open the backing file (its size is then needed)");
-  app.add_flag("-q,--quiet", quiet, "Do not print the 'Formatting' line");
-  app.add_option("filename", filename, "Image to create")->required();
-  app.add_option("size", size_text, "Virtual size");
-  tools::parse_args(app, argc, argv);
-
-  const block::FormatDriver* driver = block::find_format(format);
-  if (!driver) raise(EINVAL, "{}: Unknown file format '{}'", filename, format);
-  block::CreateRequest request;
-  request.filename = filename;
-  for (const auto& text : option_texts) {
-    if (text == "help" || text == "?") {
-      print_option_help(*driver);
-      return 0;
+  auto scanner = command_scanner(argc, argv, "F:b:f:ho:qu", {{"help", false, 'h'}, {"object", true, kOptionObject}});
+  while (auto o = scanner.next()) {
+    switch (o->id) {
+      case 'F': backing_format = o->argument; break;
+      case 'b': backing_file = o->argument; break;
+      case 'f': format = o->argument; break;
+      case 'h': print_usage(); return 0;
+      case 'o': add_option_list(option_list, o->argument); break;
+      case 'q': quiet = true; break;
+      case 'u': unsafe = true; break;
+      case kOptionObject: not_supported("--object"); break;
+      default: bad_option(*o);
     }
-    request.options.parse(text);
   }
-  if (!size_text.empty()) {
-    auto size = parse_size(size_text);
-    if (!size) {
+  const std::vector<std::string>& operands = scanner.operands();
+  block::CreateRequest request;
+  request.options.parse(option_list);
+  if (request.options.help_requested()) {
+    const block::FormatDriver* driver = block::find_format(format);
+    if (!driver) raise(EINVAL, "Unknown file format '{}'", format);
+    print_option_help(*driver, !operands.empty());
+    return 0;
+  }
+  if (operands.empty()) usage_error("Expecting image file name");
+  const std::string filename = operands[0];
+  std::optional<uint64_t> size_argument;
+  if (operands.size() > 1) {
+    const SizeScan size = scan_size(operands[1]);
+    if (size.hex_with_suffix) tools::print_error(fmt::format("warning: Using a multiplier suffix on hex numbers is deprecated: {}", operands[1]));
+    if (size.out_of_range || (size.value && *size.value > static_cast<uint64_t>(INT64_MAX))) {
+      tools::print_error(fmt::format("Invalid image size specified. Must be between 0 and {}.", INT64_MAX));
+      return 1;
+    }
+    if (!size.value) {
       tools::print_error("Invalid image size specified. You may use k, M, G, T, P or E suffixes for");
       tools::print_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
       return 1;
     }
-    request.options.set("size", std::to_string(*size));
+    size_argument = size.value;
+  }
+  if (operands.size() > 2) usage_error(fmt::format("Unexpected argument: {}", operands[2]));
+
+  const block::FormatDriver* driver = block::find_format(format);
+  if (!driver) raise(EINVAL, "{}: Unknown file format '{}'", filename, format);
+  try {
+    request.filename = block::local_path(filename);
+    if (size_argument) {
+      if (request.options.has("size")) raise(EINVAL, "The image size must be specified only once");
+      request.options.set("size", std::to_string(*size_argument));
+    }
+  } catch (const Error& e) {
+    throw e.with_context(filename);
   }
   try {
     auto supports = [&](std::string_view name) {
@@ -86,7 +92,7 @@ int cmd_create(int argc, char** argv) {
       const auto backing_fmt = request.options.get("backing_fmt");
       if (!unsafe) {
         EventLoop loop;
-        const uint64_t backing_size = loop.run(block::check_backing_for_create(filename, *backing, backing_fmt));
+        const uint64_t backing_size = loop.run(block::check_backing_for_create(request.filename, *backing, backing_fmt));
         if (!request.options.has("size")) request.options.set("size", std::to_string(backing_size));
       } else if (!backing_fmt) {
         raise(EINVAL, "Backing file specified without backing format");

@@ -9,7 +9,7 @@
 #include "block/front_end.h"
 #include "tools/keel-io/buffer.h"
 #include "tools/keel-io/commands.h"
-#include "tools/keel-io/option_scanner.h"
+#include "tools/common/option_scanner.h"
 #include "tools/keel-io/report.h"
 
 namespace keel::io {
@@ -79,7 +79,7 @@ Task<void> write_and_report(Session& session, std::optional<IoBuffer> buffer, Re
 }
 
 bool aio_read_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "CP:iqv");
+  tools::OptionScanner options(words[0], arguments(words), "CP:iqv");
   ReadReport report;
   while (auto o = options.next()) {
     switch (o->id) {
@@ -109,7 +109,7 @@ bool aio_read_run(Session& session, const Words& words) {
 }
 
 bool aio_write_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "CfiqP:uz");
+  tools::OptionScanner options(words[0], arguments(words), "CfiqP:uz");
   bool machine = false, quiet = false, unmap = false, zeroes = false;
   block::WriteFlags flags;
   std::optional<std::byte> pattern;

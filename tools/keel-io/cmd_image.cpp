@@ -6,7 +6,7 @@
 #include "block/front_end.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-io/commands.h"
-#include "tools/keel-io/option_scanner.h"
+#include "tools/common/option_scanner.h"
 #include "tools/keel-io/report.h"
 
 namespace keel::io {
@@ -14,7 +14,7 @@ namespace keel::io {
 namespace {
 
 bool discard_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "Cq");
+  tools::OptionScanner options(words[0], arguments(words), "Cq");
   bool machine = false, quiet = false;
   while (auto o = options.next()) {
     switch (o->id) {
@@ -55,7 +55,7 @@ bool flush_run(Session& session, const Words&) {
 }
 
 bool truncate_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "m:");
+  tools::OptionScanner options(words[0], arguments(words), "m:");
   block::Preallocation prealloc = block::Preallocation::Off;
   while (auto o = options.next()) {
     if (o->id != 'm') return print_usage(kTruncate);

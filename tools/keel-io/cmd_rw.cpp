@@ -5,7 +5,7 @@
 #include "block/front_end.h"
 #include "tools/keel-io/buffer.h"
 #include "tools/keel-io/commands.h"
-#include "tools/keel-io/option_scanner.h"
+#include "tools/common/option_scanner.h"
 #include "tools/keel-io/report.h"
 
 namespace keel::io {
@@ -36,7 +36,7 @@ Task<void> vm_state_request() {
 }
 
 bool read_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "bCl:pP:qs:v");
+  tools::OptionScanner options(words[0], arguments(words), "bCl:pP:qs:v");
   ReadReport report;
   bool vm_state = false;
   std::optional<int64_t> verify_start, verify_length;
@@ -86,7 +86,7 @@ bool read_run(Session& session, const Words& words) {
 }
 
 bool readv_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "CP:qv");
+  tools::OptionScanner options(words[0], arguments(words), "CP:qv");
   ReadReport report;
   while (auto o = options.next()) {
     switch (o->id) {
@@ -114,7 +114,7 @@ bool readv_run(Session& session, const Words& words) {
 }
 
 bool write_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "bcCfnpP:qs:uz");
+  tools::OptionScanner options(words[0], arguments(words), "bcCfnpP:qs:uz");
   bool vm_state = false, compressed = false, machine = false, fua = false, no_fallback = false, quiet = false, unmap = false,
        zeroes = false;
   std::optional<std::byte> pattern;
@@ -192,7 +192,7 @@ bool write_run(Session& session, const Words& words) {
 }
 
 bool writev_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "CfqP:");
+  tools::OptionScanner options(words[0], arguments(words), "CfqP:");
   bool machine = false, fua = false, quiet = false;
   std::optional<std::byte> pattern;
   while (auto o = options.next()) {

@@ -11,14 +11,14 @@
 #include "tools/common/tool_main.h"
 #include "tools/keel-io/commands.h"
 #include "tools/keel-io/open_flags.h"
-#include "tools/keel-io/option_scanner.h"
+#include "tools/common/option_scanner.h"
 
 namespace keel::io {
 
 namespace {
 
 bool open_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "snCro:kt:d:Ui:");
+  tools::OptionScanner options(words[0], arguments(words), "snCro:kt:d:Ui:");
   OpenSettings settings = default_open_settings();
   while (auto o = options.next()) {
     switch (apply_open_flag(settings, o->id, o->argument)) {
@@ -41,7 +41,7 @@ bool close_run(Session& session, const Words&) {
 // Reopening closes the image (writing back its metadata) and opens it again
 // with the new settings; if that fails, the old settings are restored.
 bool reopen_run(Session& session, const Words& words) {
-  OptionScanner options(words[0], arguments(words), "c:o:rw");
+  tools::OptionScanner options(words[0], arguments(words), "c:o:rw");
   OpenSettings settings = session.settings();
   bool mode_given = false;
   while (auto o = options.next()) {

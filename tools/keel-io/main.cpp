@@ -10,7 +10,7 @@
 #include "tools/keel-io/commands.h"
 #include "tools/keel-io/line_reader.h"
 #include "tools/keel-io/open_flags.h"
-#include "tools/keel-io/option_scanner.h"
+#include "tools/common/option_scanner.h"
 #include "tools/keel-io/session.h"
 
 namespace keel::io {
@@ -21,7 +21,7 @@ constexpr int kObject = 256;
 constexpr int kImageOpts = 257;
 
 // In the order qemu-io lists them, which decides how ambiguous abbreviations read.
-const std::vector<LongOption> kLongOptions = {
+const std::vector<tools::LongOption> kLongOptions = {
     {"help", false, 'h'},        {"version", false, 'V'},     {"cmd", true, 'c'},        {"format", true, 'f'},
     {"read-only", false, 'r'},   {"snapshot", false, 's'},    {"nocache", false, 'n'},   {"copy-on-read", false, 'C'},
     {"misalign", false, 'm'},    {"native-aio", false, 'k'},  {"discard", true, 'd'},    {"cache", true, 't'},
@@ -82,7 +82,7 @@ bool run_commands(Session& session, const std::vector<std::string>& commands) {
 int run(int argc, char** argv) {
   // A reader that goes away must not kill the tool mid-write, as in qemu-io.
   std::signal(SIGPIPE, SIG_IGN);
-  OptionScanner options("keel-io", std::vector<std::string>(argv + 1, argv + argc), "hVc:d:f:rsnCmki:t:T:U", kLongOptions);
+  tools::OptionScanner options("keel-io", std::vector<std::string>(argv + 1, argv + argc), "hVc:d:f:rsnCmki:t:T:U", kLongOptions);
   OpenSettings settings = default_open_settings();
   std::vector<std::string> commands;
   bool misalign = false, image_opts = false;

@@ -1,8 +1,9 @@
-// Option scanning for keel-io's command line (glibc's getopt_long()) and for
-// the words of each command (getopt()), as qemu-io scans them: options may
+// Option scanning with glibc's getopt_long() (getopt() when there are no long
+// options), as qemu-io and qemu-img scan their command lines: options may
 // come after operands, "--" ends them, "-P5" and "-P 5" both give -P its
-// argument, long options may be abbreviated, and errors are glibc's own
-// messages. getopt keeps its state in globals, so one scanner runs at a time.
+// argument, long options may be abbreviated. Errors are either glibc's own
+// messages (qemu-io) or reported back for the tool to word (qemu-img).
+// getopt keeps its state in globals, so one scanner runs at a time.
 #pragma once
 
 #include <optional>
@@ -12,7 +13,7 @@
 
 struct option;  // <getopt.h>, kept out of this header: it defines macros such as no_argument
 
-namespace keel::io {
+namespace keel::tools {
 
 struct LongOption {
   std::string_view name;
@@ -20,16 +21,25 @@ struct LongOption {
   int id;  // what next() reports for it
 };
 
+// How a malformed option is reported.
+enum class OptionErrors {
+  Print,   // glibc prints "program: invalid option -- 'x'" and the like; next() returns '?'
+  Return,  // nothing printed; next() returns '?' (unknown option) or ':' (argument missing)
+};
+
 struct ScannedOption {
-  int id;  // the option letter or LongOption::id; '?' after an error was printed
+  int id;  // the option letter or LongOption::id; '?' or ':' for a malformed option
+  // The option's argument; for '?' and ':' in OptionErrors::Return, the word
+  // getopt last consumed (argv[optind - 1]), which qemu-img quotes in its message.
   std::string argument;
 };
 
 class OptionScanner {
  public:
   // `program` prefixes error messages; `words` excludes it. `shorts` is
-  // getopt's string ("P:qv": P takes an argument).
-  OptionScanner(std::string program, std::vector<std::string> words, std::string_view shorts, std::vector<LongOption> longs = {});
+  // getopt's string ("P:qv": P takes an argument; a leading '+' stops at the first operand).
+  OptionScanner(std::string program, std::vector<std::string> words, std::string_view shorts,
+                std::vector<LongOption> longs = {}, OptionErrors errors = OptionErrors::Print);
   ~OptionScanner();
   OptionScanner(const OptionScanner&) = delete;
   OptionScanner& operator=(const OptionScanner&) = delete;
@@ -46,8 +56,9 @@ class OptionScanner {
   std::vector<std::string> long_names_;
   std::vector<::option> longs_;
   std::vector<std::string> operands_;
+  OptionErrors errors_;
   bool started_ = false;
   bool done_ = false;
 };
 
-}  // namespace keel::io
+}  // namespace keel::tools

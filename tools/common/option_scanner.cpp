@@ -1,12 +1,16 @@
-#include "tools/keel-io/option_scanner.h"
+#include "tools/common/option_scanner.h"
 
 #include <getopt.h>
 
-namespace keel::io {
+namespace keel::tools {
 
 OptionScanner::OptionScanner(std::string program, std::vector<std::string> words, std::string_view shorts,
-                             std::vector<LongOption> longs)
-    : shorts_(shorts) {
+                             std::vector<LongOption> longs, OptionErrors errors)
+    : errors_(errors) {
+  // A ':' after the optional '+' makes getopt silent and tell '?' from ':'.
+  const size_t ordering = !shorts.empty() && shorts[0] == '+' ? 1 : 0;
+  shorts_ = std::string(shorts.substr(0, ordering)) + (errors == OptionErrors::Return ? ":" : "") +
+            std::string(shorts.substr(ordering));
   words_.reserve(words.size() + 1);
   words_.push_back(std::move(program));
   for (auto& w : words) words_.push_back(std::move(w));
@@ -26,7 +30,7 @@ std::optional<ScannedOption> OptionScanner::next() {
   if (done_) return std::nullopt;
   if (!started_) {
     optind = 0;  // glibc: start over, including its permutation state
-    opterr = 1;  // glibc prints "program: invalid option -- 'x'" and the like
+    opterr = errors_ == OptionErrors::Print ? 1 : 0;
     started_ = true;
   }
   const int argc = static_cast<int>(argv_.size()) - 1;
@@ -39,8 +43,11 @@ std::optional<ScannedOption> OptionScanner::next() {
     done_ = true;
     return std::nullopt;
   }
-  if (c == '?' || c == ':') return ScannedOption{'?', {}};
+  if (c == '?' || c == ':') {
+    if (errors_ == OptionErrors::Print) return ScannedOption{'?', {}};
+    return ScannedOption{c, argv_[static_cast<size_t>(optind - 1)]};
+  }
   return ScannedOption{c, optarg ? optarg : ""};
 }
 
-}  // namespace keel::io
+}  // namespace keel::tools
