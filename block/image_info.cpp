@@ -94,8 +94,8 @@ nlohmann::ordered_json image_info(const BlockNode& node) {
   take("cluster-size");
   info["format"] = node.format_name();
   if (auto actual = node.allocated_size()) info["actual-size"] = *actual;
-  take("encrypted");
   take("format-specific");
+  take("encrypted");
   if (specific.contains("backing-filename")) {
     const std::string backing = specific["backing-filename"];
     info["full-backing-filename"] = combine_paths(node.filename(), backing);
@@ -113,8 +113,8 @@ std::string format_image_info_human(const nlohmann::ordered_json& info) {
   out += fmt::format("virtual size: {} ({} bytes)\n", format_size(size), size);
   if (info.contains("actual-size")) out += fmt::format("disk size: {}\n", format_size(info["actual-size"]));
   else out += "disk size: unavailable\n";
-  if (info.contains("cluster-size")) out += fmt::format("cluster_size: {}\n", info["cluster-size"].get<uint64_t>());
   if (info.value("encrypted", false)) out += "encrypted: yes\n";
+  if (info.contains("cluster-size")) out += fmt::format("cluster_size: {}\n", info["cluster-size"].get<uint64_t>());
   if (info.value("dirty-flag", false)) out += "cleanly shut down: no\n";
   if (info.contains("backing-filename")) {
     const std::string backing = info["backing-filename"];
