@@ -1,5 +1,6 @@
 #include "block/image_info.h"
 
+#include <cctype>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -42,9 +43,27 @@ void dump_value(std::string& out, const nlohmann::ordered_json& value, int inden
   }
 }
 
-// Names in images (snapshots, bitmaps) are untrusted bytes: invalid UTF-8 is replaced, not fatal.
+// Names in images (snapshots, bitmaps, backing files) are untrusted bytes:
+// invalid UTF-8 is replaced, not fatal. As qemu's JSON writer, everything
+// outside printable ASCII is a \uXXXX escape, with upper-case hex digits.
 std::string dump_scalar(const nlohmann::ordered_json& v) {
-  return v.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  const std::string text = v.dump(-1, ' ', true, nlohmann::ordered_json::error_handler_t::replace);
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); i++) {
+    if (text[i] == '\x7f') {
+      out += "\\u007F";
+    } else if (text[i] == '\\' && i + 1 < text.size()) {
+      const bool unicode = text[i + 1] == 'u';
+      out += text.substr(i, unicode ? 6 : 2);
+      if (unicode)
+        for (size_t j = out.size() - 4; j < out.size(); j++) out[j] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[j])));
+      i += unicode ? 5 : 1;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
 }
 
 void pretty(std::string& out, const nlohmann::ordered_json& v, int indent) {

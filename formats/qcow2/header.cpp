@@ -49,7 +49,7 @@ std::optional<BitmapsExtension> Header::bitmaps() const {
 namespace {
 
 constexpr uint32_t kMaxBitmaps = 65535;
-constexpr uint64_t kMaxBitmapDirectoryBytes = 1024 * (24 + 1023 + 8) * 63;  // qemu's QCOW2_MAX_BITMAP_DIRECTORY_SIZE
+constexpr uint64_t kMaxBitmapDirectoryBytes = 1024ull * kMaxBitmaps;  // qemu's QCOW2_MAX_BITMAP_DIRECTORY_SIZE
 
 // Bitmaps are only trusted while the autoclear bit says they are in sync;
 // otherwise the extension is kept but not interpreted, with qemu's warning.

@@ -23,17 +23,17 @@ namespace {
 constexpr uint64_t kMaxL2CacheBytes = 32ull << 20;
 
 // The external data file an image names must exist; the raw flag needs one.
-void check_data_file(const Header& h, const std::string& image) {
+// As in qemu, a relative name is taken from the working directory, not the image's.
+void check_data_file(const Header& h) {
   const std::optional<std::string> name = h.data_file();
   if (!(h.incompatible_features & kIncompatDataFile)) {
     if (h.autoclear_features & kAutoclearDataFileRaw) raise(EINVAL, "data-file-raw requires a data file");
     return;
   }
   if (!name) raise(EINVAL, "'data-file' is required for this image");
-  const std::string path = block::combine_paths(image, *name);
-  if (::access(path.c_str(), F_OK) != 0) {
+  if (::access(name->c_str(), F_OK) != 0) {
     const int code = errno;
-    raise(code, "Could not open '{}': {}", path, errno_text(code));
+    raise(code, "Could not open '{}': {}", *name, errno_text(code));
   }
 }
 
@@ -71,7 +71,7 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
     if (header.incompatible_features & kIncompatCorrupt) raise(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
   }
   // qemu-img info opens no data file (BDRV_O_NO_IO); every other open needs it.
-  if (!options.no_backing) check_data_file(header, file->filename());
+  if (!options.no_backing) check_data_file(header);
 
   std::unique_ptr<Qcow2Node> node(new Qcow2Node(std::move(file), std::move(header), options));
   const Header& h = node->header_;
