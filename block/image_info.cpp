@@ -43,6 +43,12 @@ void dump_value(std::string& out, const nlohmann::ordered_json& value, int inden
   }
 }
 
+// printf's "%-*s": padded to a width in bytes, not in displayed characters.
+std::string pad_bytes(std::string s, size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
 // Names in images (snapshots, bitmaps, backing files) are untrusted bytes:
 // invalid UTF-8 is replaced, not fatal. As qemu's JSON writer, everything
 // outside printable ASCII is a \uXXXX escape, with upper-case hex digits.
@@ -57,7 +63,8 @@ std::string dump_scalar(const nlohmann::ordered_json& v) {
       const bool unicode = text[i + 1] == 'u';
       out += text.substr(i, unicode ? 6 : 2);
       if (unicode)
-        for (size_t j = out.size() - 4; j < out.size(); j++) out[j] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[j])));
+        for (size_t j = out.size() - 4; j < out.size(); j++)
+          out[j] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[j])));
       i += unicode ? 5 : 1;
     } else {
       out += text[i];
@@ -157,8 +164,8 @@ std::string format_image_info_human(const nlohmann::ordered_json& info) {
       const uint64_t nsec = s["vm-clock-nsec"];
       const std::string clock = fmt::format("{:02}:{:02}:{:02}.{:03}", secs / 3600, (secs / 60) % 60, secs % 60, nsec / 1000000);
       const std::string icount = s.contains("icount") ? std::to_string(s["icount"].get<uint64_t>()) : "";
-      out += fmt::format("{:<9} {:<16} {:>8}{:>20}{:>13}{:>11}\n", s["id"].get<std::string>(), s["name"].get<std::string>(),
-                         format_size(s["vm-state-size"]), date, clock, icount);
+      out += fmt::format("{} {} {:>8}{:>20}{:>13}{:>11}\n", pad_bytes(s["id"].get<std::string>(), 9),
+                         pad_bytes(s["name"].get<std::string>(), 16), format_size(s["vm-state-size"]), date, clock, icount);
     }
   }
   out += format_specific_info_human(info);

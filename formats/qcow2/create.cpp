@@ -108,7 +108,8 @@ Task<void> create_image(const CreateRequest& request) {
     header_bytes = serialize_header(h);
   } catch (const Error& e) {
     if (e.code() != ENOSPC || !backing_file) throw;
-    raise(ENOSPC, "Could not assign backing file '{}' with format '{}': {}", *backing_file, backing_fmt.value_or(""), errno_text(ENOSPC));
+    raise(ENOSPC, "Could not assign backing file '{}' with format '{}': {}", *backing_file, backing_fmt.value_or(""),
+          errno_text(ENOSPC));
   }
   FileNode::create(request.filename, 0, Preallocation::Off);
   {

@@ -56,8 +56,8 @@ constexpr uint64_t kMaxBitmapDirectoryBytes = 1024ull * kMaxBitmaps;  // qemu's 
 void check_bitmaps_extension(const Header& h) {
   if (!(h.autoclear_features & kAutoclearBitmaps)) {
     if (h.version < 3)
-      warn("This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap "
-           "support; so now they must all be considered inconsistent");
+      warn("This qcow2 v2 image contains bitmaps, but they may have been modified by a program without "
+           "persistent bitmap support; so now they must all be considered inconsistent");
     else
       warn("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");
     // Without a newline, as qemu prints it.
@@ -69,7 +69,8 @@ void check_bitmaps_extension(const Header& h) {
   if (r.get<uint32_t>(4) != 0) raise(EINVAL, "bitmaps_ext: Reserved field is not zero");
   if (ext.nb_bitmaps == 0) raise(EINVAL, "found bitmaps extension with zero bitmaps");
   if (ext.nb_bitmaps > kMaxBitmaps)
-    raise(EINVAL, "bitmaps_ext: Image has {} bitmaps, exceeding the QEMU supported maximum of {}", ext.nb_bitmaps, kMaxBitmaps);
+    raise(EINVAL, "bitmaps_ext: Image has {} bitmaps, exceeding the QEMU supported maximum of {}", ext.nb_bitmaps,
+          kMaxBitmaps);
   if (ext.directory_offset % h.cluster_size() != 0) raise(EINVAL, "bitmaps_ext: invalid bitmap directory offset");
   if (ext.directory_size > kMaxBitmapDirectoryBytes)
     raise(EINVAL, "bitmaps_ext: bitmap directory size ({}) exceeds the maximum supported size ({})", ext.directory_size,
@@ -111,10 +112,12 @@ void parse_extensions(Header& h, const BigEndianReader& r) {
     if (type == kExtEnd) return;
     switch (type) {
       case kExtBackingFormat:
-        if (len >= kMaxBackingFormatLength) raise(EINVAL, "ERROR: ext_backing_format: len={} too large (>={})", len, kMaxBackingFormatLength);
+        if (len >= kMaxBackingFormatLength)
+          raise(EINVAL, "ERROR: ext_backing_format: len={} too large (>={})", len, kMaxBackingFormatLength);
         break;
       case kExtCryptoHeader:
-        if (h.crypt_method != kCryptLuks) raise(EINVAL, "CRYPTO header extension only expected with LUKS encryption method");
+        if (h.crypt_method != kCryptLuks)
+          raise(EINVAL, "CRYPTO header extension only expected with LUKS encryption method");
         if (len != 16) raise(EINVAL, "CRYPTO header extension size {}, but expected size 16", len);
         break;
       case kExtBitmaps:
@@ -188,8 +191,10 @@ Header parse_header(std::span<const std::byte> head) {
   if (h.crypt_method > kCryptLuks) raise(EINVAL, "Unsupported encryption method {}", h.crypt_method);
 
   if (h.refcount_table_clusters == 0) raise(EINVAL, "Image does not contain a reference count table");
-  validate_table(h, "Reference count table", h.refcount_table_offset, h.refcount_table_clusters, cluster, kMaxRefTableBytes);
-  validate_table(h, "Snapshot table", h.snapshots_offset, h.nb_snapshots, kSnapshotHeaderSize, kSnapshotHeaderSize * kMaxSnapshots);
+  validate_table(h, "Reference count table", h.refcount_table_offset, h.refcount_table_clusters, cluster,
+                 kMaxRefTableBytes);
+  validate_table(h, "Snapshot table", h.snapshots_offset, h.nb_snapshots, kSnapshotHeaderSize,
+                 kSnapshotHeaderSize * kMaxSnapshots);
   validate_table(h, "Active L1 table", h.l1_table_offset, h.l1_size, 8, kMaxL1Bytes);
 
   // The L1 table must map the whole disk (the size as stored, as qemu checks it).
@@ -216,7 +221,8 @@ Header parse_header(std::span<const std::byte> head) {
 void check_tables_inside_file(const Header& h, uint64_t file_size) {
   auto inside = [&](const char* what, uint64_t offset, uint64_t bytes) {
     if (bytes && (offset > file_size || bytes > file_size - offset))
-      raise(EINVAL, "{} at offset {:#x} ({} bytes) lies beyond the end of the image ({} bytes)", what, offset, bytes, file_size);
+      raise(EINVAL, "{} at offset {:#x} ({} bytes) lies beyond the end of the image ({} bytes)", what, offset, bytes,
+            file_size);
   };
   inside("Reference count table", h.refcount_table_offset, uint64_t{h.refcount_table_clusters} << h.cluster_bits);
   inside("Active L1 table", h.l1_table_offset, uint64_t{h.l1_size} * 8);

@@ -17,7 +17,8 @@ Task<SnapshotTable> read_snapshot_table(block::BlockNode& file, const Header& he
   // Entries are variable length: read what the file holds, bounded; entries
   // past its end read as zeros (as in qemu), each of the fixed size only.
   const uint64_t in_file = file.size() > header.snapshots_offset ? file.size() - header.snapshots_offset : 0;
-  const uint64_t available = std::min<uint64_t>(in_file + header.nb_snapshots * kSnapshotHeaderSize, kMaxSnapshotTableBytes);
+  const uint64_t available =
+      std::min<uint64_t>(in_file + header.nb_snapshots * kSnapshotHeaderSize, kMaxSnapshotTableBytes);
   std::vector<std::byte> bytes(available);
   co_await file.read(header.snapshots_offset, bytes);
   BigEndianReader r(bytes, "snapshot table");
@@ -35,8 +36,8 @@ Task<SnapshotTable> read_snapshot_table(block::BlockNode& file, const Header& he
     s.vm_state_size = r.get<uint32_t>(pos + 32);
     const uint32_t extra_size = r.get<uint32_t>(pos + 36);
     if (extra_size > 1024)
-      raise(EFBIG, "Too much extra metadata in snapshot table entry {}\nYou can force-remove this extra metadata with {} check -r all",
-            i, program_name());
+      raise(EFBIG, "Too much extra metadata in snapshot table entry {}\n"
+            "You can force-remove this extra metadata with {} check -r all", i, program_name());
     if (extra_size >= 8) s.vm_state_size = r.get<uint64_t>(pos + 40);
     if (extra_size >= 24) {
       const uint64_t icount = r.get<uint64_t>(pos + 56);

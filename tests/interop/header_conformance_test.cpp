@@ -84,6 +84,10 @@ class HeaderConformance : public ::testing::TestWithParam<HeaderCase> {
     dir_ = new TempDir();
     make_base(dir_->file("base-v3.qcow2"), "compat=1.1");
     make_base(dir_->file("base-v2.qcow2"), "compat=0.10");
+    // What a backing file provides differs from the bases' own data.
+    const std::string backing = dir_->file("backing.qcow2");
+    ASSERT_EQ(qemu_img({"create", "-q", "-f", "qcow2", backing, "1M"}).status, 0);
+    qemu_io(backing, "qcow2", {"write -P 0x33 128k 64k"});
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -147,12 +151,15 @@ TEST_P(HeaderConformance, OpensAndRefusesAsQemu) {
 
 // qemu's check opens such images in its own repair-friendly way and reports
 // the damage as check errors; keel's check (formats/qcow2/check.cpp) is separate work.
-const char* kCheckReportsDamage = "qemu-img check reports this damage as check errors, keel-img check refuses or words it differently";
+const char* kCheckReportsDamage =
+    "qemu-img check reports this damage as check errors, keel-img check refuses or words it differently";
 
 std::vector<HeaderCase> header_cases() {
   std::vector<HeaderCase> v;
   auto add = [&](std::string name, std::function<void(Bytes&)> f) { v.push_back({std::move(name), std::move(f)}); };
-  auto add_v2 = [&](std::string name, std::function<void(Bytes&)> f) { v.push_back({std::move(name), std::move(f), Base::V2}); };
+  auto add_v2 = [&](std::string name, std::function<void(Bytes&)> f) {
+    v.push_back({std::move(name), std::move(f), Base::V2});
+  };
   auto add_check_differs = [&](std::string name, std::function<void(Bytes&)> f) {
     v.push_back({std::move(name), std::move(f), Base::V3, kCheckReportsDamage});
   };
@@ -171,6 +178,18 @@ std::vector<HeaderCase> header_cases() {
   add("backing_name_nul_first", [](Bytes& b) { backing_name(b, std::string("\0abcd", 5), 5); });
   add("backing_name_nul_inside", [](Bytes& b) { backing_name(b, std::string("ab\0cdefg", 8), 8); });
   add("backing_name_size_0", [](Bytes& b) { backing_name(b, "", 0); });
+  // Read through (convert): the name ends at the NUL, the last format wins.
+  add("backing_name_nul_then_junk", [](Bytes& b) { backing_name(b, std::string("backing.qcow2\0junk", 18), 18); });
+  add("backing_formats_qcow2_then_raw", [](Bytes& b) {
+    add_extension(b, kBackingFormat, 5, "qcow2");
+    add_extension(b, kBackingFormat, 3, "raw");
+    backing_name(b, "backing.qcow2", 13);
+  });
+  add("backing_formats_raw_then_qcow2", [](Bytes& b) {
+    add_extension(b, kBackingFormat, 3, "raw");
+    add_extension(b, kBackingFormat, 5, "qcow2");
+    backing_name(b, "backing.qcow2", 13);
+  });
   add("backing_offset_0_size_10", [](Bytes& b) { put(b, 16, 4, 10); });
   add("backing_name_inside_header", [](Bytes& b) {
     put(b, 8, 8, 8);
@@ -278,7 +297,8 @@ std::vector<HeaderCase> header_cases() {
     put(b, at + 3, 5, 0xffffffffffull);
   });
   for (uint32_t length : {0u, 15u, 16u, 1023u, 2000u})
-    add("backing_format_length_" + std::to_string(length), [length](Bytes& b) { add_extension(b, kBackingFormat, length, "qcow2"); });
+    add("backing_format_length_" + std::to_string(length),
+        [length](Bytes& b) { add_extension(b, kBackingFormat, length, "qcow2"); });
   add("bitmaps_extension_short", [](Bytes& b) { add_extension(b, kBitmaps, 16); });
   add("bitmaps_extension_long", [](Bytes& b) { add_extension(b, kBitmaps, 32); });
   add("bitmaps_extension_autoclear_clear", [](Bytes& b) {
@@ -407,8 +427,10 @@ std::vector<HeaderCase> header_cases() {
   // - the extended L2 bit set on an image written without it: opens alike, but
   //   qemu's check and reads refuse the L2 entries (extended L2 validation is separate work).
   v.push_back({"extended_l2_with_64k_clusters", [](Bytes& b) { put(b, 72, 8, 16); }, Base::V3,
-               "the L2 entries' subcluster bitmaps are validated by check.cpp", "reads do not validate subcluster bitmaps yet"});
-  v.push_back({"aes_encryption", [](Bytes& b) { put(b, 32, 4, 1); }, Base::V3, "qemu wants a key secret", "keel cannot decrypt"});
+               "the L2 entries' subcluster bitmaps are validated by check.cpp",
+               "reads do not validate subcluster bitmaps yet"});
+  v.push_back({"aes_encryption", [](Bytes& b) { put(b, 32, 4, 1); }, Base::V3, "qemu wants a key secret",
+               "keel cannot decrypt"});
   v.push_back({"l1_offset_0", [](Bytes& b) { put(b, 40, 8, 0); }, Base::V3, kCheckReportsDamage,
                "the read path refuses L2 tables past the end of the file"});
   return v;
@@ -416,6 +438,19 @@ std::vector<HeaderCase> header_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Header, HeaderConformance, ::testing::ValuesIn(header_cases()),
                          [](const auto& info) { return info.param.name; });
+
+// Names are untrusted bytes; qemu's JSON escapes everything outside printable
+// ASCII as \uXXXX with upper-case digits (surrogate pairs above U+FFFF).
+TEST(HeaderNames, NonAsciiNamesPrintedAsQemu) {
+  KEEL_REQUIRE_QEMU();
+  TempDir tmp;
+  const std::string image = tmp.file("img.qcow2");
+  ASSERT_EQ(qemu_img({"create", "-q", "-f", "qcow2", image, "1M"}).status, 0);
+  ASSERT_EQ(qemu_img({"snapshot", "-c", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80x", image}).status, 0);
+  ASSERT_EQ(qemu_img({"rebase", "-u", "-b", "b\xc3\xa4" "cking\x7f", "-F", "raw", image}).status, 0);
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"info", image}, {"info", "--output=json", image}})
+    same_as_qemu(args);
+}
 
 // create lays out the first cluster as qemu does: the feature name table only
 // with clusters above 4 KiB, the backing format first, the name after the end marker.
@@ -469,7 +504,8 @@ std::vector<LayoutCase> layout_cases() {
   }
   // The longest names that fit a 512-byte header cluster, and one more byte.
   v.push_back({"backing_name_fills_512", {"-o", "cluster_size=512", "-u", "-b", std::string(376, 'b'), "-F", "qcow2"}});
-  v.push_back({"backing_name_overflows_512", {"-o", "cluster_size=512", "-u", "-b", std::string(377, 'b'), "-F", "qcow2"}});
+  v.push_back(
+      {"backing_name_overflows_512", {"-o", "cluster_size=512", "-u", "-b", std::string(377, 'b'), "-F", "qcow2"}});
   v.push_back({"backing_name_1023", {"-u", "-b", std::string(1023, 'b'), "-F", "qcow2"}});
   return v;
 }

@@ -105,8 +105,9 @@ TEST(Qcow2Header, BackingNameEndsAtNul) {
 TEST(Qcow2Header, RepeatedExtensionsAreKeptAndTheLastBackingFormatWins) {
   Header h = sample();
   auto format = [](const char* name) {
-    return HeaderExtension{kExtBackingFormat, std::vector<std::byte>(reinterpret_cast<const std::byte*>(name),
-                                                                     reinterpret_cast<const std::byte*>(name) + std::strlen(name))};
+    return HeaderExtension{kExtBackingFormat,
+                           std::vector<std::byte>(reinterpret_cast<const std::byte*>(name),
+                                                  reinterpret_cast<const std::byte*>(name) + std::strlen(name))};
   };
   h.extensions.push_back(format("raw"));
   h.extensions.push_back(format("qcow2"));
