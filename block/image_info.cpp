@@ -1,5 +1,6 @@
 #include "block/image_info.h"
 
+#include <cctype>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -42,9 +43,34 @@ void dump_value(std::string& out, const nlohmann::ordered_json& value, int inden
   }
 }
 
-// Names in images (snapshots, bitmaps) are untrusted bytes: invalid UTF-8 is replaced, not fatal.
+// printf's "%-*s": padded to a width in bytes, not in displayed characters.
+std::string pad_bytes(std::string s, size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+// Names in images (snapshots, bitmaps, backing files) are untrusted bytes:
+// invalid UTF-8 is replaced, not fatal. As qemu's JSON writer, everything
+// outside printable ASCII is a \uXXXX escape, with upper-case hex digits.
 std::string dump_scalar(const nlohmann::ordered_json& v) {
-  return v.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  const std::string text = v.dump(-1, ' ', true, nlohmann::ordered_json::error_handler_t::replace);
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); i++) {
+    if (text[i] == '\x7f') {
+      out += "\\u007F";
+    } else if (text[i] == '\\' && i + 1 < text.size()) {
+      const bool unicode = text[i + 1] == 'u';
+      out += text.substr(i, unicode ? 6 : 2);
+      if (unicode)
+        for (size_t j = out.size() - 4; j < out.size(); j++)
+          out[j] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[j])));
+      i += unicode ? 5 : 1;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
 }
 
 void pretty(std::string& out, const nlohmann::ordered_json& v, int indent) {
@@ -94,8 +120,8 @@ nlohmann::ordered_json image_info(const BlockNode& node) {
   take("cluster-size");
   info["format"] = node.format_name();
   if (auto actual = node.allocated_size()) info["actual-size"] = *actual;
-  take("encrypted");
   take("format-specific");
+  take("encrypted");
   if (specific.contains("backing-filename")) {
     const std::string backing = specific["backing-filename"];
     info["full-backing-filename"] = combine_paths(node.filename(), backing);
@@ -113,8 +139,8 @@ std::string format_image_info_human(const nlohmann::ordered_json& info) {
   out += fmt::format("virtual size: {} ({} bytes)\n", format_size(size), size);
   if (info.contains("actual-size")) out += fmt::format("disk size: {}\n", format_size(info["actual-size"]));
   else out += "disk size: unavailable\n";
-  if (info.contains("cluster-size")) out += fmt::format("cluster_size: {}\n", info["cluster-size"].get<uint64_t>());
   if (info.value("encrypted", false)) out += "encrypted: yes\n";
+  if (info.contains("cluster-size")) out += fmt::format("cluster_size: {}\n", info["cluster-size"].get<uint64_t>());
   if (info.value("dirty-flag", false)) out += "cleanly shut down: no\n";
   if (info.contains("backing-filename")) {
     const std::string backing = info["backing-filename"];
@@ -138,8 +164,8 @@ std::string format_image_info_human(const nlohmann::ordered_json& info) {
       const uint64_t nsec = s["vm-clock-nsec"];
       const std::string clock = fmt::format("{:02}:{:02}:{:02}.{:03}", secs / 3600, (secs / 60) % 60, secs % 60, nsec / 1000000);
       const std::string icount = s.contains("icount") ? std::to_string(s["icount"].get<uint64_t>()) : "";
-      out += fmt::format("{:<9} {:<16} {:>8}{:>20}{:>13}{:>11}\n", s["id"].get<std::string>(), s["name"].get<std::string>(),
-                         format_size(s["vm-state-size"]), date, clock, icount);
+      out += fmt::format("{} {} {:>8}{:>20}{:>13}{:>11}\n", pad_bytes(s["id"].get<std::string>(), 9),
+                         pad_bytes(s["name"].get<std::string>(), 16), format_size(s["vm-state-size"]), date, clock, icount);
     }
   }
   out += format_specific_info_human(info);

@@ -90,7 +90,8 @@ Task<void> create_image(const CreateRequest& request) {
     if (backing_fmt) h.extensions.push_back({kExtBackingFormat, std::vector<std::byte>(reinterpret_cast<const std::byte*>(backing_fmt->data()),
                                                                                    reinterpret_cast<const std::byte*>(backing_fmt->data()) + backing_fmt->size())});
   }
-  if (version >= 3) h.extensions.push_back(feature_table_extension());
+  // qemu 7.2 writes the feature name table only into images with clusters larger than 4 KiB.
+  if (version >= 3 && cluster_size > 4096) h.extensions.push_back(feature_table_extension());
   {
     const Geometry geo(h);
     if (geo.l1_entries_for(request.size) * 8 > kMaxL1Bytes) raise(EFBIG, "Image size is too large for this cluster size");
@@ -101,10 +102,18 @@ Task<void> create_image(const CreateRequest& request) {
   // allocator once the image is open, like every later allocation.
   h.refcount_table_offset = cluster_size;
   h.refcount_table_clusters = 1;
+  // Laid out before the file exists: a header that cannot hold the backing name makes no image, as in qemu.
+  std::vector<std::byte> header_bytes;
+  try {
+    header_bytes = serialize_header(h);
+  } catch (const Error& e) {
+    if (e.code() != ENOSPC || !backing_file) throw;
+    raise(ENOSPC, "Could not assign backing file '{}' with format '{}': {}", *backing_file, backing_fmt.value_or(""),
+          errno_text(ENOSPC));
+  }
   FileNode::create(request.filename, 0, Preallocation::Off);
   {
     auto file = FileNode::open(request.filename, FileOptions{.writable = true, .cache = {}});
-    std::vector<std::byte> header_bytes = serialize_header(h);
     co_await file->write(0, header_bytes);
     std::vector<std::byte> table(cluster_size);
     store_be<uint64_t>(table.data(), 2 * cluster_size);

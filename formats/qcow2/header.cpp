@@ -5,6 +5,7 @@
 
 #include "base/endian.h"
 #include "base/error.h"
+#include "base/warning.h"
 
 namespace keel::qcow2 {
 
@@ -12,9 +13,10 @@ namespace {
 
 constexpr size_t kFeatureNameLength = 46;
 
+// The last extension of a type: a repeated one replaces the earlier, as in qemu.
 std::optional<std::vector<std::byte>> find_extension(const Header& h, uint32_t type) {
-  for (const auto& e : h.extensions)
-    if (e.type == type) return e.data;
+  for (auto e = h.extensions.rbegin(); e != h.extensions.rend(); ++e)
+    if (e->type == type) return e->data;
   return std::nullopt;
 }
 
@@ -44,9 +46,95 @@ std::optional<BitmapsExtension> Header::bitmaps() const {
   return BitmapsExtension{r.get<uint32_t>(0), r.get<uint64_t>(8), r.get<uint64_t>(16)};
 }
 
-Header parse_header(std::span<const std::byte> head, uint64_t file_size) {
+namespace {
+
+constexpr uint32_t kMaxBitmaps = 65535;
+constexpr uint64_t kMaxBitmapDirectoryBytes = 1024ull * kMaxBitmaps;  // qemu's QCOW2_MAX_BITMAP_DIRECTORY_SIZE
+
+// Bitmaps are only trusted while the autoclear bit says they are in sync;
+// otherwise the extension is kept but not interpreted, with qemu's warning.
+void check_bitmaps_extension(const Header& h) {
+  if (!(h.autoclear_features & kAutoclearBitmaps)) {
+    if (h.version < 3)
+      warn("This qcow2 v2 image contains bitmaps, but they may have been modified by a program without "
+           "persistent bitmap support; so now they must all be considered inconsistent");
+    else
+      warn("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");
+    // Without a newline, as qemu prints it.
+    note("Some clusters may be leaked, run '{} check -r' on the image file to fix.", program_name());
+    return;
+  }
+  const BigEndianReader r(h.extensions.back().data, "bitmaps extension");
+  const BitmapsExtension ext = *h.bitmaps();
+  if (r.get<uint32_t>(4) != 0) raise(EINVAL, "bitmaps_ext: Reserved field is not zero");
+  if (ext.nb_bitmaps == 0) raise(EINVAL, "found bitmaps extension with zero bitmaps");
+  if (ext.nb_bitmaps > kMaxBitmaps)
+    raise(EINVAL, "bitmaps_ext: Image has {} bitmaps, exceeding the QEMU supported maximum of {}", ext.nb_bitmaps,
+          kMaxBitmaps);
+  if (ext.directory_offset % h.cluster_size() != 0) raise(EINVAL, "bitmaps_ext: invalid bitmap directory offset");
+  if (ext.directory_size > kMaxBitmapDirectoryBytes)
+    raise(EINVAL, "bitmaps_ext: bitmap directory size ({}) exceeds the maximum supported size ({})", ext.directory_size,
+          kMaxBitmapDirectoryBytes);
+}
+
+// qemu's qcow2_validate_table(): bounded size and a cluster aligned offset.
+// The table's place in the file is not checked: past the end reads as zeros.
+void validate_table(const Header& h, const char* what, uint64_t offset, uint64_t entries, uint64_t entry_size,
+                    uint64_t max_bytes) {
+  if (entries > max_bytes / entry_size) raise(EFBIG, "{} too large", what);
+  const uint64_t bytes = entries * entry_size;
+  if (offset > uint64_t{INT64_MAX} - bytes || offset % h.cluster_size() != 0) raise(EINVAL, "{} offset invalid", what);
+}
+
+void check_compression_type(const Header& h) {
+  if (h.compression_type != CompressionType::Zlib && h.compression_type != CompressionType::Zstd)
+    raise(ENOTSUP, "qcow2: unknown compression type: {}", unsigned(h.compression_type));
+  const bool flagged = h.incompatible_features & kIncompatCompression;
+  if (h.compression_type == CompressionType::Zlib && flagged)
+    raise(EINVAL, "qcow2: Compression type incompatible feature bit must not be set");
+  if (h.compression_type != CompressionType::Zlib && !flagged)
+    raise(EINVAL, "qcow2: Compression type incompatible feature bit must be set");
+}
+
+// The extension area runs from the end of the header to the backing file name
+// (if any) or the end of the first cluster; extensions are taken in file
+// order, and an area without an end marker simply ends. As in qemu, repeated
+// extensions are accepted (the last backing format wins) and only the known
+// types are checked.
+void parse_extensions(Header& h, const BigEndianReader& r) {
+  const uint64_t end = h.backing_file_offset ? h.backing_file_offset : h.cluster_size();
+  uint64_t pos = h.header_length;
+  while (pos < end) {
+    const uint32_t type = r.get<uint32_t>(pos);
+    const uint32_t len = r.get<uint32_t>(pos + 4);
+    pos += 8;
+    if (pos > end || len > end - pos) raise(EINVAL, "Header extension too large");
+    if (type == kExtEnd) return;
+    switch (type) {
+      case kExtBackingFormat:
+        if (len >= kMaxBackingFormatLength)
+          raise(EINVAL, "ERROR: ext_backing_format: len={} too large (>={})", len, kMaxBackingFormatLength);
+        break;
+      case kExtCryptoHeader:
+        if (h.crypt_method != kCryptLuks)
+          raise(EINVAL, "CRYPTO header extension only expected with LUKS encryption method");
+        if (len != 16) raise(EINVAL, "CRYPTO header extension size {}, but expected size 16", len);
+        break;
+      case kExtBitmaps:
+        if (len != 24) raise(EINVAL, "bitmaps_ext: Invalid extension length");
+        break;
+    }
+    auto bytes = r.get_bytes(pos, len);
+    h.extensions.push_back({type, std::vector<std::byte>(bytes.begin(), bytes.end())});
+    if (type == kExtBitmaps) check_bitmaps_extension(h);
+    pos += (len + 7) & ~uint64_t{7};
+  }
+}
+
+}  // namespace
+
+Header parse_header(std::span<const std::byte> head) {
   BigEndianReader r(head, "qcow2 header");
-  if (head.size() < kV2HeaderLength) raise(EINVAL, "Image is too small for a qcow2 header ({} bytes)", head.size());
   if (r.get<uint32_t>(0) != kMagic) raise(EINVAL, "Image is not in qcow2 format");
   Header h;
   h.version = r.get<uint32_t>(4);
@@ -54,7 +142,9 @@ Header parse_header(std::span<const std::byte> head, uint64_t file_size) {
   h.backing_file_offset = r.get<uint64_t>(8);
   h.backing_file_size = r.get<uint32_t>(16);
   h.cluster_bits = r.get<uint32_t>(20);
-  h.size = r.get<uint64_t>(24);
+  const uint64_t stored_size = r.get<uint64_t>(24);
+  // As qemu, the disk is a whole number of sectors: a partial last sector does not exist.
+  h.size = stored_size / 512 * 512;
   h.crypt_method = r.get<uint32_t>(32);
   h.l1_size = r.get<uint32_t>(36);
   h.l1_table_offset = r.get<uint64_t>(40);
@@ -66,89 +156,76 @@ Header parse_header(std::span<const std::byte> head, uint64_t file_size) {
   if (h.cluster_bits < kMinClusterBits || h.cluster_bits > kMaxClusterBits)
     raise(EINVAL, "Unsupported cluster size: 2^{}", h.cluster_bits);
   const uint64_t cluster = h.cluster_size();
+  if (head.size() < cluster) raise(EINVAL, "qcow2 header cluster is incomplete ({} bytes)", head.size());
 
   if (h.version == 2) {
     h.header_length = kV2HeaderLength;
     h.refcount_order = 4;
   } else {
-    if (head.size() < kV3HeaderLength) raise(EINVAL, "qcow2 header exceeds cluster size");
     h.incompatible_features = r.get<uint64_t>(72);
     h.compatible_features = r.get<uint64_t>(80);
     h.autoclear_features = r.get<uint64_t>(88);
     h.refcount_order = r.get<uint32_t>(96);
     h.header_length = r.get<uint32_t>(100);
     if (h.header_length < kV3HeaderLength) raise(EINVAL, "qcow2 header too short");
-    if (h.header_length > cluster || h.header_length > head.size()) raise(EINVAL, "qcow2 header exceeds cluster size");
-    if (h.header_length % 8 != 0) raise(EINVAL, "qcow2 header length {} is not a multiple of 8", h.header_length);
-    if (h.header_length > kV3HeaderLength) {
-      uint8_t type = static_cast<uint8_t>(r.get<uint8_t>(104));
-      if (type > 1) raise(ENOTSUP, "Unknown compression type {}", type);
-      h.compression_type = static_cast<CompressionType>(type);
-    }
+    if (h.header_length > cluster) raise(EINVAL, "qcow2 header exceeds cluster size");
+    if (h.header_length > kV3HeaderLength) h.compression_type = static_cast<CompressionType>(r.get<uint8_t>(104));
   }
+  if (h.backing_file_offset > cluster) raise(EINVAL, "Invalid backing file offset");
+
+  // The feature name table, if any, names unknown bits; the extensions are
+  // otherwise checked only once the tables are (the order of qemu's messages).
+  if (h.incompatible_features & ~kIncompatKnown) {
+    Header named = h;
+    try {
+      parse_extensions(named, r);
+    } catch (const Error&) {
+      named.extensions.clear();
+    }
+    raise(ENOTSUP, "Unsupported qcow2 feature(s): {}", unknown_incompatible_features(named));
+  }
+  // Extended L2 entries split a cluster into 32 subclusters of at least 512 bytes.
+  if (h.extended_l2() && h.cluster_bits < 14) raise(EINVAL, "Unsupported subcluster size: {}", cluster / 32);
+  check_compression_type(h);
   if (h.refcount_order > 6) raise(EINVAL, "Reference count entry width too large; may not exceed 64 bits");
-  if ((h.compression_type != CompressionType::Zlib) != bool(h.incompatible_features & kIncompatCompression))
-    raise(EINVAL, "Compression type {} does not match the compression type incompatible feature bit", unsigned(h.compression_type));
-  if (h.extended_l2() && h.cluster_bits < 14) raise(EINVAL, "Extended L2 entries require clusters of at least 16 KiB");
-  if (h.crypt_method > 2) raise(EINVAL, "Unsupported encryption method: {}", h.crypt_method);
+  if (h.crypt_method > kCryptLuks) raise(EINVAL, "Unsupported encryption method {}", h.crypt_method);
 
-  // Tables must be cluster aligned, of bounded size, and inside the file.
-  auto check_table = [&](const char* what, uint64_t offset, uint64_t bytes, uint64_t max_bytes) {
-    if (bytes > max_bytes) raise(EFBIG, "{} too large ({} bytes, at most {})", what, bytes, max_bytes);
-    if (bytes == 0) return;
-    if (offset % cluster != 0) raise(EINVAL, "{} offset {:#x} is not cluster aligned", what, offset);
-    if (offset > file_size || bytes > file_size - offset)
-      raise(EINVAL, "{} at offset {:#x} ({} bytes) lies beyond the end of the image ({} bytes)", what, offset, bytes, file_size);
-  };
-  check_table("Reference count table", h.refcount_table_offset, uint64_t{h.refcount_table_clusters} << h.cluster_bits, kMaxRefTableBytes);
-  if (h.refcount_table_clusters == 0) raise(EINVAL, "Image has no reference count table");
-  check_table("Active L1 table", h.l1_table_offset, uint64_t{h.l1_size} * 8, kMaxL1Bytes);
+  if (h.refcount_table_clusters == 0) raise(EINVAL, "Image does not contain a reference count table");
+  validate_table(h, "Reference count table", h.refcount_table_offset, h.refcount_table_clusters, cluster,
+                 kMaxRefTableBytes);
+  validate_table(h, "Snapshot table", h.snapshots_offset, h.nb_snapshots, kSnapshotHeaderSize,
+                 kSnapshotHeaderSize * kMaxSnapshots);
+  validate_table(h, "Active L1 table", h.l1_table_offset, h.l1_size, 8, kMaxL1Bytes);
 
-  // The L1 table must be large enough to map the whole virtual disk.
-  const uint64_t l2_entries = cluster / (h.extended_l2() ? 16 : 8);
-  const uint64_t bytes_per_l1 = l2_entries * cluster;
-  if (h.size > (uint64_t{1} << 62)) raise(EFBIG, "Image size {} is too large", h.size);
-  if ((h.size + bytes_per_l1 - 1) / bytes_per_l1 > h.l1_size) raise(EINVAL, "L1 table is too small for the image size");
+  // The L1 table must map the whole disk (the size as stored, as qemu checks it).
+  const uint64_t bytes_per_l1 = cluster / (h.extended_l2() ? 16 : 8) * cluster;
+  const uint64_t l1_needed = stored_size / bytes_per_l1 + (stored_size % bytes_per_l1 != 0);
+  if (l1_needed > INT32_MAX) raise(EFBIG, "Image is too big");
+  if (l1_needed > h.l1_size) raise(EINVAL, "L1 table is too small");
 
-  if (h.nb_snapshots > kMaxSnapshots) raise(EINVAL, "Too many snapshots ({})", h.nb_snapshots);
-  if (h.nb_snapshots && (h.snapshots_offset % cluster != 0 || h.snapshots_offset >= file_size))
-    raise(EINVAL, "Snapshot table offset {:#x} is invalid", h.snapshots_offset);
+  parse_extensions(h, r);
 
-  // Header extensions run from the end of the header to the backing file name
-  // (if any) or the end of the first cluster.
-  uint64_t ext_end = std::min<uint64_t>(cluster, head.size());
-  if (h.backing_file_offset) ext_end = std::min<uint64_t>(ext_end, h.backing_file_offset);
-  {
-    uint64_t pos = h.header_length;
-    while (pos + 8 <= ext_end) {
-      uint32_t type = r.get<uint32_t>(pos);
-      uint32_t len = r.get<uint32_t>(pos + 4);
-      pos += 8;
-      if (type == kExtEnd) break;
-      if (len > ext_end - pos) raise(EINVAL, "Header extension {:#x} of {} bytes overruns the header cluster", type, len);
-      for (const auto& e : h.extensions)
-        if (e.type == type) raise(EINVAL, "Duplicate header extension {:#x}", type);
-      auto bytes = r.get_bytes(pos, len);
-      h.extensions.push_back({type, std::vector<std::byte>(bytes.begin(), bytes.end())});
-      pos += (len + 7) & ~uint64_t{7};
-    }
-  }
-
-  // Checked once the extensions are known, so the feature name table can name the bits.
-  if (h.incompatible_features & ~kIncompatKnown)
-    raise(ENOTSUP, "Unsupported qcow2 feature(s): {}", unknown_incompatible_features(h));
-
-  if (h.backing_file_offset) {
-    if (h.backing_file_size > kMaxBackingNameLength) raise(EINVAL, "Backing file name too long");
-    if (h.backing_file_offset > cluster || h.backing_file_size > cluster - h.backing_file_offset)
-      raise(EINVAL, "Backing file name at offset {} lies outside the header cluster", h.backing_file_offset);
-    h.backing_file = r.get_string(h.backing_file_offset, h.backing_file_size);
-  }
-  if ((h.autoclear_features & kAutoclearBitmaps) && !h.bitmaps())
-    raise(EINVAL, "Bitmaps autoclear bit is set but the image has no bitmaps extension");
-  if (h.crypt_method == 2 && std::none_of(h.extensions.begin(), h.extensions.end(), [](auto& e) { return e.type == kExtCryptoHeader; }))
+  // qemu crashes on such an image; keel refuses it.
+  if (h.crypt_method == kCryptLuks && !find_extension(h, kExtCryptoHeader))
     raise(EINVAL, "LUKS encryption requires a full disk encryption header extension");
+  if (h.backing_file_offset) {
+    if (h.backing_file_size > std::min<uint64_t>(kMaxBackingNameLength, cluster - h.backing_file_offset))
+      raise(EINVAL, "Backing file name too long");
+    // A C string to qemu: a NUL ends it, and an empty name means no backing file.
+    h.backing_file = r.get_string(h.backing_file_offset, h.backing_file_size);
+    h.backing_file.resize(std::strlen(h.backing_file.c_str()));
+  }
   return h;
+}
+
+void check_tables_inside_file(const Header& h, uint64_t file_size) {
+  auto inside = [&](const char* what, uint64_t offset, uint64_t bytes) {
+    if (bytes && (offset > file_size || bytes > file_size - offset))
+      raise(EINVAL, "{} at offset {:#x} ({} bytes) lies beyond the end of the image ({} bytes)", what, offset, bytes,
+            file_size);
+  };
+  inside("Reference count table", h.refcount_table_offset, uint64_t{h.refcount_table_clusters} << h.cluster_bits);
+  inside("Active L1 table", h.l1_table_offset, uint64_t{h.l1_size} * 8);
 }
 
 std::vector<std::byte> serialize_header(const Header& h) {

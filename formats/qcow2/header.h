@@ -20,6 +20,10 @@ constexpr uint64_t kMaxL1Bytes = 32ull << 20;        // qemu's QCOW_MAX_L1_SIZE
 constexpr uint64_t kMaxRefTableBytes = 8ull << 20;   // qemu's QCOW_MAX_REFTABLE_SIZE
 constexpr uint32_t kMaxSnapshots = 65536;
 constexpr uint32_t kMaxBackingNameLength = 1023;
+constexpr uint32_t kMaxBackingFormatLength = 16;  // qemu's buffer, with its terminating NUL
+constexpr uint64_t kSnapshotHeaderSize = 40;      // fixed part of a snapshot table entry
+constexpr uint32_t kCryptAes = 1;
+constexpr uint32_t kCryptLuks = 2;
 
 // Feature bits.
 constexpr uint64_t kIncompatDirty = 1ull << 0;
@@ -85,10 +89,14 @@ struct Header {
   std::optional<std::string> data_file() const;
 };
 
-// Parses and validates the header from the start of the image. `head` holds
-// at least the first cluster (or the whole file if shorter); `file_size` bounds
-// every offset. Raises EINVAL with a message naming the bad field.
-Header parse_header(std::span<const std::byte> head, uint64_t file_size);
+// Parses and validates the header, accepting and refusing what qemu 7.2 does
+// with its messages. `head` holds at least the first cluster, zeros past the
+// end of the file (as qemu reads them). Raises with a message naming the bad field.
+Header parse_header(std::span<const std::byte> head);
+
+// qemu opens images whose L1 or refcount table lies past the end of the file
+// (reading zeros); keel refuses to write to one, as its allocations would be wrong.
+void check_tables_inside_file(const Header& header, uint64_t file_size);
 
 // Serialises the header, its extensions and the backing file name into one
 // cluster-sized buffer. Raises if they do not fit.

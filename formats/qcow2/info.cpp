@@ -44,6 +44,10 @@ void Qcow2Node::describe(nlohmann::ordered_json& info) const {
     }
   }
   data["refcount-bits"] = header_.refcount_bits();
+  if (header_.crypt_method == kCryptAes) data["encrypt"] = {{"format", "aes"}};
+  if (auto file = header_.data_file()) data["data-file"] = *file;
+  if (header_.incompatible_features & kIncompatDataFile)
+    data["data-file-raw"] = bool(header_.autoclear_features & kAutoclearDataFileRaw);
   if (header_.version >= 3) {
     data["corrupt"] = bool(header_.incompatible_features & kIncompatCorrupt) || corrupt_;
     data["extended-l2"] = header_.extended_l2();

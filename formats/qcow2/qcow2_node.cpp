@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <unistd.h>
+
 #include "base/async/thread_pool.h"
 #include "base/endian.h"
 #include "base/units.h"
@@ -19,6 +21,21 @@ using block::BlockStatus;
 namespace {
 
 constexpr uint64_t kMaxL2CacheBytes = 32ull << 20;
+
+// The external data file an image names must exist; the raw flag needs one.
+// As in qemu, a relative name is taken from the working directory, not the image's.
+void check_data_file(const Header& h) {
+  const std::optional<std::string> name = h.data_file();
+  if (!(h.incompatible_features & kIncompatDataFile)) {
+    if (h.autoclear_features & kAutoclearDataFileRaw) raise(EINVAL, "data-file-raw requires a data file");
+    return;
+  }
+  if (!name) raise(EINVAL, "'data-file' is required for this image");
+  if (::access(name->c_str(), F_OK) != 0) {
+    const int code = errno;
+    raise(code, "Could not open '{}': {}", *name, errno_text(code));
+  }
+}
 
 }  // namespace
 
@@ -40,19 +57,21 @@ Qcow2Node::Qcow2Node(std::unique_ptr<block::BlockNode> file, Header header, cons
 }
 
 Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNode> file, const block::OpenOptions& options) {
-  const uint64_t file_size = file->size();
-  std::vector<std::byte> head(std::min<uint64_t>(file_size, 4096));
+  // At least the whole first cluster, with zeros past the end of a short file, as qemu reads it.
+  std::vector<std::byte> head(4096);
   co_await file->read(0, head);
-  if (head.size() >= 24) {
-    const uint32_t bits = load_be<uint32_t>(head.data() + 20);
-    if (bits >= kMinClusterBits && bits <= kMaxClusterBits && (uint64_t{1} << bits) > head.size()) {
-      head.resize(std::min<uint64_t>(file_size, uint64_t{1} << bits));
-      co_await file->read(0, head);
-    }
+  const uint32_t bits = load_be<uint32_t>(head.data() + 20);
+  if (bits >= kMinClusterBits && bits <= kMaxClusterBits && (uint64_t{1} << bits) > head.size()) {
+    head.resize(uint64_t{1} << bits);
+    co_await file->read(0, head);
   }
-  Header header = parse_header(head, file_size);
-  if (options.writable && !options.for_repair && (header.incompatible_features & kIncompatCorrupt))
-    raise(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
+  Header header = parse_header(head);
+  if (options.writable && !options.for_repair) {
+    check_tables_inside_file(header, file->size());
+    if (header.incompatible_features & kIncompatCorrupt) raise(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
+  }
+  // qemu-img info opens no data file (BDRV_O_NO_IO); every other open needs it.
+  if (!options.no_backing) check_data_file(header);
 
   std::unique_ptr<Qcow2Node> node(new Qcow2Node(std::move(file), std::move(header), options));
   const Header& h = node->header_;

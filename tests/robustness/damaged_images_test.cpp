@@ -182,7 +182,9 @@ void expect_sane(const std::string& what, const Outcome& o, bool is_check) {
     const bool lock_hint = l.rfind("Is another process using the image", 0) == 0;
     const bool corruption_notice =
         l.rfind("qcow2: Marking image as corrupt: ", 0) == 0 || l.rfind("qcow2: Image is corrupt: ", 0) == 0;
-    if (!(is_check && std::regex_match(l, check_line)) && !lock_hint && !corruption_notice) {
+    // qemu's hint under "Too much extra metadata in snapshot table entry N".
+    const bool snapshot_hint = l.rfind("You can force-remove this extra metadata with keel-img check -r all", 0) == 0;
+    if (!(is_check && std::regex_match(l, check_line)) && !lock_hint && !corruption_notice && !snapshot_hint) {
       problems += "stray stderr line \"" + l + "\"; ";
       break;
     }
@@ -343,19 +345,25 @@ std::vector<Case> header_cases() {
   auto header = [&](std::string name, std::function<void(Bytes&, const Layout&)> f, std::string names) {
     cases.push_back({std::move(name), "plain", std::move(f), Must::Fail, CheckMust::Report, Must::Fail, std::move(names)});
   };
+  // Damage qemu 7.2 opens the image with (tables past the end of the file read
+  // as zeros, fields it does not check): keel opens it too, read-only, and
+  // must still stay sane; header_conformance_test compares the outcomes with qemu's.
+  auto opens_like_qemu = [&](std::string name, std::function<void(Bytes&, const Layout&)> f) {
+    cases.push_back({std::move(name), "plain", std::move(f), Must::Either, CheckMust::LikeQemu, Must::Either, ""});
+  };
   // Truncations.
   header("truncated_to_magic", [](Bytes& b, const Layout&) { b.resize(8); }, "too small|header|truncat");
   header("truncated_in_v3_header", [](Bytes& b, const Layout&) { b.resize(90); }, "too small|header|truncat");
-  header("truncated_header_only", [](Bytes& b, const Layout& l) { b.resize(l.cluster); }, "refcount|reference count|L1|end of|beyond|truncat");
-  header("truncated_mid_l1", [](Bytes& b, const Layout& l) { b.resize(l.l1_offset + l.l1_size * 4); }, "L1|end of|beyond|truncat");
+  opens_like_qemu("truncated_header_only", [](Bytes& b, const Layout& l) { b.resize(l.cluster); });
+  opens_like_qemu("truncated_mid_l1", [](Bytes& b, const Layout& l) { b.resize(l.l1_offset + l.l1_size * 4); });
   // Table offsets past the end of the file, unaligned, or absurd.
-  header("l1_offset_past_eof", [](Bytes& b, const Layout&) { set64(b, 40, 1ull << 40); }, "L1");
+  opens_like_qemu("l1_offset_past_eof", [](Bytes& b, const Layout&) { set64(b, 40, 1ull << 40); });
   header("l1_offset_unaligned", [](Bytes& b, const Layout& l) { set64(b, 40, l.l1_offset + 512); }, "L1");
   header("l1_offset_huge", [](Bytes& b, const Layout&) { set64(b, 40, ~0ull << 16); }, "L1");
   header("l1_size_2e31", [](Bytes& b, const Layout&) { set32(b, 36, 0x80000000u); }, "L1");
   header("l1_size_max", [](Bytes& b, const Layout&) { set32(b, 36, 0xffffffffu); }, "L1");
   header("l1_size_too_small", [](Bytes& b, const Layout&) { set32(b, 36, 1); }, "L1");
-  header("reftable_offset_past_eof", [](Bytes& b, const Layout&) { set64(b, 48, 1ull << 40); }, "refcount|reference count");
+  opens_like_qemu("reftable_offset_past_eof", [](Bytes& b, const Layout&) { set64(b, 48, 1ull << 40); });
   header("reftable_offset_unaligned", [](Bytes& b, const Layout& l) { set64(b, 48, l.reftable_offset + 8); }, "refcount|reference count");
   header("reftable_clusters_huge", [](Bytes& b, const Layout&) { set32(b, 56, 0xffffffffu); }, "refcount|reference count");
   header("reftable_clusters_zero", [](Bytes& b, const Layout&) { set32(b, 56, 0); }, "refcount|reference count");
@@ -377,9 +385,9 @@ std::vector<Case> header_cases() {
     set64(b, 72, 1ull << 4);
     set32(b, 20, 12);
   }, "extended|cluster");
-  header("bitmaps_autoclear_without_extension", [](Bytes& b, const Layout&) { set64(b, 88, 1); }, "bitmap");
+  opens_like_qemu("bitmaps_autoclear_without_extension", [](Bytes& b, const Layout&) { set64(b, 88, 1); });
   // Header length.
-  header("header_length_odd", [](Bytes& b, const Layout&) { set32(b, 100, 105); }, "header");
+  opens_like_qemu("header_length_odd", [](Bytes& b, const Layout&) { set32(b, 100, 105); });
   header("header_length_short", [](Bytes& b, const Layout&) { set32(b, 100, 72); }, "header");
   header("header_length_past_cluster", [](Bytes& b, const Layout& l) { set32(b, 100, static_cast<uint32_t>(l.cluster + 8)); }, "header");
   header("header_length_max", [](Bytes& b, const Layout&) { set32(b, 100, 0xfffffff8u); }, "header");
@@ -429,10 +437,10 @@ std::vector<Case> header_cases() {
     set32(b, 60, 0xffffffffu);
     set64(b, 64, l.cluster);
   }, "snapshot");
-  header("snapshot_offset_past_eof", [](Bytes& b, const Layout&) {
+  opens_like_qemu("snapshot_offset_past_eof", [](Bytes& b, const Layout&) {
     set32(b, 60, 1);
     set64(b, 64, 1ull << 40);
-  }, "snapshot");
+  });
   header("snapshot_offset_unaligned", [](Bytes& b, const Layout& l) {
     set32(b, 60, 1);
     set64(b, 64, l.l1_offset + 8);
