@@ -31,9 +31,10 @@ class ReferenceCounter {
     if (length == 0) return true;
     const uint64_t cluster = uint64_t{1} << cluster_bits_;
     if (offset + length < offset || offset + length >= file_size_ + cluster) {
-      result_.messages.push_back(fmt::format(
-          "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset {:#x} size {:#x}",
-          offset, length));
+      result_.messages.push_back(
+          fmt::format("ERROR: counting reference for region exceeding the end of the file by one cluster or more: "
+                      "offset {:#x} size {:#x}",
+                      offset, length));
       result_.corruptions++;
       return false;
     }
@@ -67,11 +68,11 @@ class ReferenceCounter {
 // but its L1 entry, is written, so a repair never changes a cluster that is
 // also guest data or other metadata.
 struct PlannedFix {
-  uint64_t table;           // host offset of the L2 table
-  uint64_t entry;           // index in it
-  size_t message;           // its line in CheckResult::messages
-  std::string if_refused;   // the line to print instead when the table is not trusted
-  uint64_t host;            // the entry's cluster, counted if the fix is refused (0: none)
+  uint64_t table;          // host offset of the L2 table
+  uint64_t entry;          // index in it
+  size_t message;          // its line in CheckResult::messages
+  std::string if_refused;  // the line to print instead when the table is not trusted
+  uint64_t host;           // the entry's cluster, counted if the fix is refused (0: none)
 };
 
 struct Walk {
@@ -92,10 +93,13 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
       w.result.messages.push_back(fmt::format("ERROR found L1 entry with reserved bits set: {:x}", l1[i]));
       w.result.corruptions++;
     }
+    // As qemu's check: any non-zero entry names a table, even one whose offset
+    // is 0 (only flags set), which then counts the header cluster as an L2 table.
+    if (!l1[i]) continue;
     const uint64_t l2_offset = l1[i] & kOffsetMask;
-    if (!l2_offset) continue;
     if (l2_offset & (w.geo.cluster_size - 1)) {
-      w.result.messages.push_back(fmt::format("ERROR l2_offset={:x}: Table is not cluster aligned; L1 entry corrupted", l2_offset));
+      w.result.messages.push_back(
+          fmt::format("ERROR l2_offset={:x}: Table is not cluster aligned; L1 entry corrupted", l2_offset));
       w.result.corruptions++;
       continue;
     }
@@ -114,13 +118,14 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
         const uint64_t offset = e.compressed_offset(w.geo);
         const uint64_t length = e.compressed_length(w.geo);
         if (e.copied()) {
-          w.result.messages.push_back(fmt::format("ERROR: coffset={:#x}: copied flag must never be set for compressed clusters", offset));
+          w.result.messages.push_back(
+              fmt::format("ERROR: coffset={:#x}: copied flag must never be set for compressed clusters", offset));
           w.result.corruptions++;
         }
         if (e.bitmap) {
           // As qemu: the entry is not trusted, so its data is not counted either.
-          w.result.messages.push_back(
-              fmt::format("ERROR compressed cluster {} with non-zero subcluster allocation bitmap, entry={:#x}", j, e.word));
+          w.result.messages.push_back(fmt::format(
+              "ERROR compressed cluster {} with non-zero subcluster allocation bitmap, entry={:#x}", j, e.word));
           w.result.corruptions++;
           continue;
         }
@@ -156,7 +161,8 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
               fmt::format("ERROR offset={:x}: Data cluster is not properly aligned; L2 entry corrupted.", host));
         } else {
           // Nothing to lose: qemu repairs it into a zero cluster and counts no reference.
-          const std::string what = fmt::format("offset={:x}: Preallocated cluster is not properly aligned; L2 entry corrupted.", host);
+          const std::string what =
+              fmt::format("offset={:x}: Preallocated cluster is not properly aligned; L2 entry corrupted.", host);
           w.result.messages.push_back((table_fixable ? "Repairing " : "ERROR ") + what);
           if (table_fixable) {
             plan_fix("ERROR " + what, host);
@@ -172,7 +178,8 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
       if (!w.refs.add(host, w.geo.cluster_size) && table_fixable) {
         // A mapping into nowhere (keel's repair; qemu leaves it): make the cluster read as zeros.
         std::string counted = std::move(w.result.messages.back());
-        w.result.messages.back() = fmt::format("Repairing data cluster at offset {:#x} beyond the end of the image", host);
+        w.result.messages.back() =
+            fmt::format("Repairing data cluster at offset {:#x} beyond the end of the image", host);
         plan_fix(std::move(counted), 0);
       }
     }
@@ -241,7 +248,8 @@ bool count_refcount_structures(Qcow2Node& node, ReferenceCounter& refs, CheckRes
     }
     if (!offset) continue;
     if (offset & (h.cluster_size() - 1)) {
-      result.messages.push_back(fmt::format("ERROR refcount block {} is not cluster aligned; refcount table entry corrupted", i));
+      result.messages.push_back(
+          fmt::format("ERROR refcount block {} is not cluster aligned; refcount table entry corrupted", i));
       result.corruptions++;
       usable = false;
       continue;
@@ -327,10 +335,17 @@ Task<void> compare_refcounts(Qcow2Node& node, CheckResult& result, CheckFix fix,
     if (stored == reference) continue;
     const bool leak = stored > reference;
     bool fixing = false;
-    if (stored == 0) rebuild = true;
-    else if (leak && fix != CheckFix::None) fixing = true;
-    else if (!leak && fix == CheckFix::All) fixing = true;
-    result.messages.push_back(fmt::format("{} cluster {} refcount={} reference={}", fixing ? "Repairing" : leak ? "Leaked" : "ERROR", c, stored, reference));
+    if (stored == 0)
+      rebuild = true;
+    else if (leak && fix != CheckFix::None)
+      fixing = true;
+    else if (!leak && fix == CheckFix::All)
+      fixing = true;
+    result.messages.push_back(fmt::format("{} cluster {} refcount={} reference={}",
+                                          fixing ? "Repairing"
+                                          : leak ? "Leaked"
+                                                 : "ERROR",
+                                          c, stored, reference));
     if (fixing) {
       co_await refcounts.set(c, reference);
       (leak ? result.leaks_fixed : result.corruptions_fixed)++;
@@ -352,8 +367,14 @@ Task<std::optional<uint64_t>> refcount_if_readable(Refcounts& refcounts, uint64_
 }
 
 // COPIED must be set exactly where the refcount is 1 (qemu's check_oflag_copied).
-Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix) {
+// A table is only rewritten where each cluster it covers is referenced once
+// (`counts`: every reference found) and is no other structure.
+Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix, const std::vector<uint64_t>& counts) {
   const Geometry& geo = node.geometry();
+  auto referenced_once = [&](uint64_t offset) {
+    const uint64_t c = offset >> geo.cluster_bits;
+    return c < counts.size() && counts[c] == 1;
+  };
   Refcounts& refcounts = node.refcounts();
   const uint64_t nb_clusters = div_round_up(node.file_node().size(), geo.cluster_size);
   const bool repair = fix == CheckFix::All;
@@ -367,8 +388,8 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
     const uint64_t rc = *l2_rc;
     if ((rc == 1) != bool(l1[i] & kFlagCopied)) {
       // The L1 table may not be rewritten where it is some other structure too.
-      const bool l1_fixable =
-          repair && !node.metadata_at(node.header().l1_table_offset + i * 8, 8, Qcow2Node::Metadata::ActiveL1);
+      const uint64_t at = node.header().l1_table_offset + i * 8;
+      const bool l1_fixable = repair && referenced_once(at) && !node.metadata_at(at, 8, Qcow2Node::Metadata::ActiveL1);
       result.messages.push_back(fmt::format("{} OFLAG_COPIED L2 cluster: l1_index={} l1_entry={:x} refcount={}",
                                             l1_fixable ? "Repairing" : "ERROR", i, l1[i], rc));
       if (l1_fixable) {
@@ -381,7 +402,8 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
     if ((l2_offset & (geo.cluster_size - 1)) || (l2_offset >> geo.cluster_bits) >= nb_clusters) continue;
     auto table = co_await node.l2_table(l2_offset);
     // As in walk_l1: no repair through a table that is other metadata too.
-    const bool table_fixable = repair && !node.metadata_at(l2_offset, geo.cluster_size, Qcow2Node::Metadata::ActiveL2);
+    const bool table_fixable = repair && referenced_once(l2_offset) &&
+                               !node.metadata_at(l2_offset, geo.cluster_size, Qcow2Node::Metadata::ActiveL2);
     for (uint64_t j = 0; j < geo.l2_entries; j++) {
       std::byte* p = table.data() + j * geo.l2_entry_size;
       const uint64_t word = load_be<uint64_t>(p);
@@ -408,8 +430,22 @@ Task<void> check_copied_flags(Qcow2Node& node, CheckResult& result, CheckFix fix
   if (repair) co_await node.flush_metadata();
 }
 
+// The snapshot table's own consistency, reported first as qemu does. Entries
+// of version 3 images too short for the extra data v3 requires are
+// corruptions; keel cannot rewrite the table yet, so -r all leaves them.
+Task<void> check_snapshot_table(Qcow2Node& node, CheckResult& result) {
+  if (node.header().version < 3) co_return;
+  const SnapshotTable table = co_await read_snapshot_table(node.file_node(), node.header());
+  for (size_t i = 0; i < table.snapshots.size(); i++) {
+    if (table.snapshots[i].extra_size >= kSnapshotExtraV3Size) continue;
+    result.messages.push_back(fmt::format("ERROR snapshot table entry {} is incomplete", i));
+    result.corruptions++;
+  }
+}
+
 Task<CheckResult> check_refcounts(Qcow2Node& node, CheckFix fix) {
   CheckResult result;
+  co_await check_snapshot_table(node, result);
   const Geometry& geo = node.geometry();
   result.total_clusters = div_round_up(node.header().size, geo.cluster_size);
   bool rebuild = false;
@@ -458,7 +494,7 @@ Task<CheckResult> check_refcounts(Qcow2Node& node, CheckFix fix) {
       co_await compare_refcounts(node, result, fix, counts, rebuild, highest);
     }
   }
-  co_await check_copied_flags(node, result, fix);
+  co_await check_copied_flags(node, result, fix, counts);
   result.image_end_offset = (highest + 1) * geo.cluster_size;
   co_return result;
 }

@@ -1,9 +1,9 @@
 #include "formats/qcow2/qcow2_node.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
-
-#include <unistd.h>
 
 #include "base/async/thread_pool.h"
 #include "base/endian.h"
@@ -44,19 +44,23 @@ Qcow2Node::Qcow2Node(std::unique_ptr<block::BlockNode> file, Header header, cons
   set_file(std::move(file));
   lazy_refcounts_ = header_.compatible_features & kCompatLazyRefcounts;
   const uint64_t l2_tables_for_disk = std::max<uint64_t>(1, geo_.l1_entries_for(header_.size));
-  const uint64_t l2_capacity = std::clamp<uint64_t>(l2_tables_for_disk, 16, std::max<uint64_t>(16, kMaxL2CacheBytes / geo_.cluster_size));
+  const uint64_t l2_capacity =
+      std::clamp<uint64_t>(l2_tables_for_disk, 16, std::max<uint64_t>(16, kMaxL2CacheBytes / geo_.cluster_size));
   l2_cache_ = std::make_unique<MetadataCache>(*file_, geo_.cluster_size, l2_capacity);
   // Enough refcount blocks to describe the whole disk plus its metadata, within the same memory bound.
   const uint64_t refcounts_per_block = geo_.cluster_size * 8 / header_.refcount_bits();
-  const uint64_t refblocks_for_disk = div_round_up(div_round_up(header_.size, geo_.cluster_size), refcounts_per_block) * 5 / 4 + 4;
-  const uint64_t refblock_capacity = std::clamp<uint64_t>(refblocks_for_disk, 4, std::max<uint64_t>(4, kMaxL2CacheBytes / 4 / geo_.cluster_size));
+  const uint64_t refblocks_for_disk =
+      div_round_up(div_round_up(header_.size, geo_.cluster_size), refcounts_per_block) * 5 / 4 + 4;
+  const uint64_t refblock_capacity =
+      std::clamp<uint64_t>(refblocks_for_disk, 4, std::max<uint64_t>(4, kMaxL2CacheBytes / 4 / geo_.cluster_size));
   refblock_cache_ = std::make_unique<MetadataCache>(*file_, geo_.cluster_size, refblock_capacity);
   // A cluster is counted on disk before an L2 table points at it; with lazy
   // refcounts the order is relaxed and the dirty bit covers the gap.
   if (!lazy_refcounts_) l2_cache_->set_dependency(refblock_cache_.get());
 }
 
-Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNode> file, const block::OpenOptions& options) {
+Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNode> file,
+                                                 const block::OpenOptions& options) {
   // At least the whole first cluster, with zeros past the end of a short file, as qemu reads it.
   std::vector<std::byte> head(4096);
   co_await file->read(0, head);
@@ -68,7 +72,8 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
   Header header = parse_header(head);
   if (options.writable && !options.for_repair) {
     check_tables_inside_file(header, file->size());
-    if (header.incompatible_features & kIncompatCorrupt) raise(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
+    if (header.incompatible_features & kIncompatCorrupt)
+      raise(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
   }
   // qemu-img info opens no data file (BDRV_O_NO_IO); every other open needs it.
   if (!options.no_backing) check_data_file(header);
@@ -94,8 +99,10 @@ Task<std::unique_ptr<Qcow2Node>> Qcow2Node::open(std::unique_ptr<block::BlockNod
   node->snapshots_ = co_await read_snapshot_table(*node->file_, h);
   node->bitmaps_ = co_await read_bitmap_directory(*node->file_, h);
 
-  if (h.crypt_method) node->io_refusal_ = "encrypted qcow2 images are not supported yet";
-  else if (h.incompatible_features & kIncompatDataFile) node->io_refusal_ = "qcow2 images with an external data file are not supported yet";
+  if (h.crypt_method)
+    node->io_refusal_ = "encrypted qcow2 images are not supported yet";
+  else if (h.incompatible_features & kIncompatDataFile)
+    node->io_refusal_ = "qcow2 images with an external data file are not supported yet";
 
   if (options.writable && node->io_refusal_) raise(ENOTSUP, "{}", *node->io_refusal_);
   // Before anything is written, so that an image whose chain cannot be opened stays untouched.
@@ -152,8 +159,10 @@ Task<void> Qcow2Node::write_header() {
 
 Task<void> Qcow2Node::signal_corruption(const std::string& why, std::vector<std::string>* notices) {
   auto report = [&](std::string line) {
-    if (notices) notices->push_back(std::move(line));
-    else fmt::print(stderr, "{}\n", line);
+    if (notices)
+      notices->push_back(std::move(line));
+    else
+      fmt::print(stderr, "{}\n", line);
   };
   if (!writable_) {
     if (!corruption_reported_)
@@ -169,7 +178,8 @@ Task<void> Qcow2Node::signal_corruption(const std::string& why, std::vector<std:
 
 void Qcow2Node::check_bitmap(const L2Entry& e, uint64_t l2_offset, uint64_t index, bool for_write) const {
   if (!e.has_invalid_bitmap(geo_)) return;
-  if (for_write) raise_corruption("Invalid cluster entry found (L2 offset: {:#x}, L2 index: {})", l2_offset, c_hex(index));
+  if (for_write)
+    raise_corruption("Invalid cluster entry found (L2 offset: {:#x}, L2 index: {})", l2_offset, c_hex(index));
   raise_corruption("Invalid cluster entry found  (L2 offset: {:#x}, L2 index: {})", l2_offset, c_hex(index));
 }
 
@@ -225,7 +235,8 @@ Task<void> Qcow2Node::set_l1_entry(uint64_t index, uint64_t value) {
 }
 
 Task<MetadataCache::Ref> Qcow2Node::get_l2(uint64_t l1_index, bool allocate) {
-  if (l1_index >= l1_.size()) raise_corruption("L1 index {} is outside the L1 table ({} entries)", l1_index, l1_.size());
+  if (l1_index >= l1_.size())
+    raise_corruption("L1 index {} is outside the L1 table ({} entries)", l1_index, l1_.size());
   const uint64_t entry = l1_[l1_index];
   const uint64_t offset = entry & kOffsetMask;
   if (offset) {
@@ -234,7 +245,8 @@ Task<MetadataCache::Ref> Qcow2Node::get_l2(uint64_t l1_index, bool allocate) {
     if ((offset >> geo_.cluster_bits) >= refcounts_->end_cluster()) {
       // Past the end of the file a table reads as zeros, as in qemu, but is never written.
       if (!allocate) co_return MetadataCache::Ref();
-      raise_corruption("L2 table offset {:#x} lies beyond the end of the image (L1 index: {})", offset, c_hex(l1_index));
+      raise_corruption("L2 table offset {:#x} lies beyond the end of the image (L1 index: {})", offset,
+                       c_hex(l1_index));
     }
     if (!allocate) co_return co_await l2_cache_->get(offset);
     // The table is about to change: it must not be some other structure.
@@ -278,7 +290,8 @@ Task<std::vector<Qcow2Node::Segment>> Qcow2Node::map_range(uint64_t offset, uint
     // L1 entries without tables in a row make one unallocated run, so that a
     // status query over a huge empty image is one call, not one per table.
     uint64_t run_end = end;
-    for (uint64_t next = l1_index + 1; run_end < offset + length && next < l1_.size() && !(l1_[next] & kOffsetMask); next++)
+    for (uint64_t next = l1_index + 1; run_end < offset + length && next < l1_.size() && !(l1_[next] & kOffsetMask);
+         next++)
       run_end = std::min(offset + length, (next + 1) * geo_.bytes_per_l2());
     push(run_end - offset, SubclusterKind::Unallocated, 0);
     co_return segments;
@@ -294,7 +307,8 @@ Task<std::vector<Qcow2Node::Segment>> Qcow2Node::map_range(uint64_t offset, uint
     if (header_.version < 3 && (kind == ClusterKind::ZeroPlain || kind == ClusterKind::ZeroAlloc))
       raise_corruption("Zero cluster entry found in pre-v3 image (L2 offset: {:#x}, L2 index: {})", table.offset(),
                        c_hex(index));
-    if (kind == ClusterKind::Normal || kind == ClusterKind::ZeroAlloc) check_data_offset(e.host_offset(), table.offset(), index);
+    if (kind == ClusterKind::Normal || kind == ClusterKind::ZeroAlloc)
+      check_data_offset(e.host_offset(), table.offset(), index);
     if (kind == ClusterKind::Compressed) {
       push(cluster_end - pos, SubclusterKind::Compressed, e.word);
       pos = cluster_end;
@@ -342,7 +356,8 @@ Task<void> Qcow2Node::read_backing(uint64_t offset, std::span<std::byte> out) {
 
 Task<void> Qcow2Node::read(uint64_t offset, std::span<std::byte> buffer) {
   if (offset > header_.size || buffer.size() > header_.size - offset)
-    raise(EINVAL, "Read of {} bytes at offset {} is past the end of the image ({} bytes)", buffer.size(), offset, header_.size);
+    raise(EINVAL, "Read of {} bytes at offset {} is past the end of the image ({} bytes)", buffer.size(), offset,
+          header_.size);
   require_io();
   uint64_t done = 0;
   while (done < buffer.size()) {
@@ -357,9 +372,15 @@ Task<void> Qcow2Node::read(uint64_t offset, std::span<std::byte> buffer) {
     for (const Segment& s : segments) {
       std::span<std::byte> out = buffer.subspan(done, s.length);
       switch (s.kind) {
-        case SubclusterKind::Data: group.spawn(file_->read(s.host, out)); break;
-        case SubclusterKind::Zero: std::memset(out.data(), 0, out.size()); break;
-        case SubclusterKind::Unallocated: group.spawn(read_backing(offset + done, out)); break;
+        case SubclusterKind::Data:
+          group.spawn(file_->read(s.host, out));
+          break;
+        case SubclusterKind::Zero:
+          std::memset(out.data(), 0, out.size());
+          break;
+        case SubclusterKind::Unallocated:
+          group.spawn(read_backing(offset + done, out));
+          break;
         case SubclusterKind::Compressed: {
           const uint64_t in = geo_.cluster_offset_in(offset + done);
           if (in == 0 && out.size() == geo_.cluster_size) {
@@ -367,7 +388,8 @@ Task<void> Qcow2Node::read(uint64_t offset, std::span<std::byte> buffer) {
           } else {
             scratch.emplace_back(geo_.cluster_size);
             AlignedBuffer& whole = scratch.back();
-            group.spawn([](Qcow2Node* self, uint64_t word, std::span<std::byte> cluster, std::span<std::byte> dst, uint64_t at) -> Task<void> {
+            group.spawn([](Qcow2Node* self, uint64_t word, std::span<std::byte> cluster, std::span<std::byte> dst,
+                           uint64_t at) -> Task<void> {
               co_await self->read_compressed(word, cluster);
               std::memcpy(dst.data(), cluster.data() + at, dst.size());
             }(this, s.host, whole.span(), out, in));
@@ -435,12 +457,18 @@ Task<BlockStatus> Qcow2Node::block_status(uint64_t offset, uint64_t length) {
       st.data = st.allocated = st.allocated_in_chain = true;
       st.host_offset = s.host;
       break;
-    case SubclusterKind::Zero: st.zero = st.allocated = st.allocated_in_chain = true; break;
-    case SubclusterKind::Unallocated:
-      if (!backing_) st.zero = true;
-      else co_return co_await backing_status(offset, st.length);
+    case SubclusterKind::Zero:
+      st.zero = st.allocated = st.allocated_in_chain = true;
       break;
-    case SubclusterKind::Compressed: st.data = st.allocated = st.allocated_in_chain = st.compressed = true; break;
+    case SubclusterKind::Unallocated:
+      if (!backing_)
+        st.zero = true;
+      else
+        co_return co_await backing_status(offset, st.length);
+      break;
+    case SubclusterKind::Compressed:
+      st.data = st.allocated = st.allocated_in_chain = st.compressed = true;
+      break;
   }
   co_return st;
 }
@@ -469,7 +497,8 @@ Task<void> Qcow2Node::allocate_l1_table(uint64_t size) {
   const uint64_t entries = geo_.l1_entries_for(size);
   if (entries * 8 > kMaxL1Bytes) raise(EFBIG, "Image size is too large for this cluster size");
   auto guard = co_await meta_lock_.lock();
-  const uint64_t offset = co_await refcounts_->allocate_clusters(std::max<uint64_t>(1, div_round_up(entries * 8, geo_.cluster_size)));
+  const uint64_t offset =
+      co_await refcounts_->allocate_clusters(std::max<uint64_t>(1, div_round_up(entries * 8, geo_.cluster_size)));
   std::vector<std::byte> zeros(entries * 8);
   co_await file_->write(offset, zeros);
   header_.l1_table_offset = offset;
@@ -483,11 +512,13 @@ Task<void> Qcow2Node::allocate_l1_table(uint64_t size) {
 Task<void> Qcow2Node::truncate(uint64_t size, block::Preallocation prealloc) {
   require_writable();
   if (size < header_.size) raise(ENOTSUP, "qcow2 images cannot be shrunk yet");
-  if (prealloc != block::Preallocation::Off) raise(ENOTSUP, "Preallocation is not supported when growing qcow2 images yet");
+  if (prealloc != block::Preallocation::Off)
+    raise(ENOTSUP, "Preallocation is not supported when growing qcow2 images yet");
   // The new area must read as zeros, not as the backing file's data past the
   // old end; v2 images cannot mark it zero, so qemu refuses to grow them.
   const bool uncovers_backing = backing_ && backing_->size() > header_.size && size > header_.size;
-  if (uncovers_backing && header_.version < 3) raise(ENOTSUP, "Failed to zero out new clusters: {}", errno_text(ENOTSUP));
+  if (uncovers_backing && header_.version < 3)
+    raise(ENOTSUP, "Failed to zero out new clusters: {}", errno_text(ENOTSUP));
   auto guard = co_await meta_lock_.lock();
   const uint64_t entries = geo_.l1_entries_for(size);
   if (entries * 8 > kMaxL1Bytes) raise(EFBIG, "Image size is too large for this cluster size");
@@ -554,7 +585,8 @@ Task<void> Qcow2Node::preallocate(block::Preallocation mode) {
         co_await file_->write(host + done, zeros.span(0, std::min<uint64_t>(zeros.size(), bytes - done)));
     } else if (file_->size() < host + bytes) {
       // The data clusters are at the end of the file: grow it, reserving the space for falloc.
-      co_await file_->truncate(host + bytes, mode == block::Preallocation::Falloc ? block::Preallocation::Falloc : block::Preallocation::Off);
+      co_await file_->truncate(host + bytes, mode == block::Preallocation::Falloc ? block::Preallocation::Falloc
+                                                                                  : block::Preallocation::Off);
     } else if (mode == block::Preallocation::Falloc) {
       co_await file_->write_zeroes(host, bytes, {});
     }
@@ -562,13 +594,12 @@ Task<void> Qcow2Node::preallocate(block::Preallocation mode) {
   }
   // As qemu does, the last cluster takes space in the file even with metadata
   // preallocation, so the file really covers every mapped cluster.
-  if (mode == block::Preallocation::Metadata && header_.size) co_await file_->write_zeroes(last_cluster, geo_.cluster_size, {});
+  if (mode == block::Preallocation::Metadata && header_.size)
+    co_await file_->write_zeroes(last_cluster, geo_.cluster_size, {});
   auto guard = co_await meta_lock_.lock();
   co_await flush_metadata();
 }
 
-Task<void> Qcow2Node::rebuild_refcounts(const std::vector<uint64_t>& counts) {
-  co_await refcounts_->rebuild(counts);
-}
+Task<void> Qcow2Node::rebuild_refcounts(const std::vector<uint64_t>& counts) { co_await refcounts_->rebuild(counts); }
 
 }  // namespace keel::qcow2

@@ -8,8 +8,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <unordered_set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "base/async/sync.h"
@@ -25,7 +25,8 @@ namespace keel::qcow2 {
 
 class Qcow2Node final : public block::BlockNode {
  public:
-  static Task<std::unique_ptr<Qcow2Node>> open(std::unique_ptr<block::BlockNode> file, const block::OpenOptions& options);
+  static Task<std::unique_ptr<Qcow2Node>> open(std::unique_ptr<block::BlockNode> file,
+                                               const block::OpenOptions& options);
 
   std::string_view format_name() const override { return "qcow2"; }
   uint64_t size() const override { return header_.size; }
@@ -164,7 +165,7 @@ class Qcow2Node final : public block::BlockNode {
   std::optional<std::string> io_refusal_;  // why guest I/O is refused (encryption, external data file)
   bool lazy_refcounts_ = false;
   bool marked_dirty_ = false;
-  bool corrupt_ = false;             // marked corrupt while open: out of use
+  bool corrupt_ = false;              // marked corrupt while open: out of use
   bool corruption_reported_ = false;  // a read-only image's corruption was reported
   block::CacheMode cache_;
 };

@@ -13,9 +13,12 @@ namespace keel::qcow2 {
 
 uint64_t get_refcount_entry(const std::byte* block, uint64_t index, uint32_t order) {
   switch (order) {
-    case 4: return load_be<uint16_t>(block + index * 2);
-    case 5: return load_be<uint32_t>(block + index * 4);
-    case 6: return load_be<uint64_t>(block + index * 8);
+    case 4:
+      return load_be<uint16_t>(block + index * 2);
+    case 5:
+      return load_be<uint32_t>(block + index * 4);
+    case 6:
+      return load_be<uint64_t>(block + index * 8);
     default: {
       // Sub-byte widths pack entries least significant bits first.
       const uint64_t bits = 1u << order;
@@ -28,9 +31,15 @@ uint64_t get_refcount_entry(const std::byte* block, uint64_t index, uint32_t ord
 
 void set_refcount_entry(std::byte* block, uint64_t index, uint32_t order, uint64_t value) {
   switch (order) {
-    case 4: store_be<uint16_t>(block + index * 2, static_cast<uint16_t>(value)); return;
-    case 5: store_be<uint32_t>(block + index * 4, static_cast<uint32_t>(value)); return;
-    case 6: store_be<uint64_t>(block + index * 8, value); return;
+    case 4:
+      store_be<uint16_t>(block + index * 2, static_cast<uint16_t>(value));
+      return;
+    case 5:
+      store_be<uint32_t>(block + index * 4, static_cast<uint32_t>(value));
+      return;
+    case 6:
+      store_be<uint64_t>(block + index * 8, value);
+      return;
     default: {
       const uint64_t bits = 1u << order;
       const uint64_t bit = index * bits;
@@ -80,7 +89,8 @@ Task<MetadataCache::Ref> Refcounts::block_for(uint64_t cluster, bool create) {
   if (offset & (cluster_size_ - 1))
     raise_corruption("Refblock offset {:#x} unaligned (reftable index: {})", offset, c_hex(index));
   // An offset no file position can have fails to read, as in qemu.
-  if (offset > uint64_t{INT64_MAX}) raise(EIO, "Refcount block offset {:#x} (reftable index: {}) is not a file offset", offset, c_hex(index));
+  if (offset > uint64_t{INT64_MAX})
+    raise(EIO, "Refcount block offset {:#x} (reftable index: {}) is not a file offset", offset, c_hex(index));
   if ((offset >> cluster_bits_) >= end_cluster_) {
     // Past the end of the file a block reads as zeros, as in qemu, but is never written.
     if (!create) co_return MetadataCache::Ref();
@@ -106,13 +116,15 @@ Task<void> Refcounts::add(uint64_t cluster, int64_t delta) {
   const uint64_t change = delta < 0 ? uint64_t{0} - static_cast<uint64_t>(delta) : static_cast<uint64_t>(delta);
   if (delta < 0 && old < change) raise_corruption("Refcount of cluster {:#x} would drop below zero", cluster);
   if (delta > 0 && max_refcount_ - old < change)
-    raise(ERANGE, "Refcount of cluster {:#x} would overflow the {}-bit refcount width", cluster, header_.refcount_bits());
+    raise(ERANGE, "Refcount of cluster {:#x} would overflow the {}-bit refcount width", cluster,
+          header_.refcount_bits());
   store(ref, cluster, delta < 0 ? old - change : old + change);
 }
 
 Task<void> Refcounts::set(uint64_t cluster, uint64_t value) {
   if (value > max_refcount_)
-    raise(ERANGE, "Refcount {} of cluster {:#x} does not fit the {}-bit refcount width", value, cluster, header_.refcount_bits());
+    raise(ERANGE, "Refcount {} of cluster {:#x} does not fit the {}-bit refcount width", value, cluster,
+          header_.refcount_bits());
   auto ref = co_await block_for(cluster, value != 0);
   if (!ref) co_return;  // no block: the refcount is 0 already
   store(ref, cluster, value);
@@ -180,7 +192,8 @@ Task<uint64_t> Refcounts::allocate_bytes(uint64_t length) {
 
 void Refcounts::free_later(uint64_t offset, uint64_t length) {
   if (length == 0) return;
-  for (uint64_t c = offset >> cluster_bits_; c <= (offset + length - 1) >> cluster_bits_; c++) pending_frees_.push_back(c);
+  for (uint64_t c = offset >> cluster_bits_; c <= (offset + length - 1) >> cluster_bits_; c++)
+    pending_frees_.push_back(c);
 }
 
 Task<std::vector<uint64_t>> Refcounts::apply_pending_frees() {
@@ -212,7 +225,8 @@ Task<void> Refcounts::grow(uint64_t block_index) {
   // at the end of the image, covering themselves. Iterate until every block
   // the new area needs is part of the area.
   if ((block_index + 1) * 8 > kMaxRefTableBytes)
-    raise(EFBIG, "Cluster index {:#x} needs a refcount table larger than {} bytes", block_index * entries_per_block_, kMaxRefTableBytes);
+    raise(EFBIG, "Cluster index {:#x} needs a refcount table larger than {} bytes", block_index * entries_per_block_,
+          kMaxRefTableBytes);
   const uint64_t area_start = end_cluster_;
   std::set<uint64_t> new_blocks{block_index};
   uint64_t table_entries = table_.size();
@@ -235,7 +249,8 @@ Task<void> Refcounts::grow(uint64_t block_index) {
     }
     if (!changed) break;
   }
-  if (table_clusters * cluster_size_ > kMaxRefTableBytes) raise(EFBIG, "Image would need a refcount table larger than {} bytes", kMaxRefTableBytes);
+  if (table_clusters * cluster_size_ > kMaxRefTableBytes)
+    raise(EFBIG, "Image would need a refcount table larger than {} bytes", kMaxRefTableBytes);
 
   // Assign positions: blocks first, then the table.
   std::vector<std::pair<uint64_t, uint64_t>> placed;  // block index, cluster
@@ -258,7 +273,8 @@ Task<void> Refcounts::grow(uint64_t block_index) {
   // Write the new blocks, each describing the area clusters it covers.
   for (auto [b, cluster] : placed) {
     block::AlignedBuffer data(cluster_size_);
-    for (uint64_t c = std::max(area_start, b * entries_per_block_); c < std::min(area_end, (b + 1) * entries_per_block_); c++)
+    for (uint64_t c = std::max(area_start, b * entries_per_block_);
+         c < std::min(area_end, (b + 1) * entries_per_block_); c++)
       set_refcount_entry(data.data(), c % entries_per_block_, header_.refcount_order, 1);
     cache_.forget(cluster << cluster_bits_);
     co_await file_.write(cluster << cluster_bits_, data.span());

@@ -35,6 +35,7 @@ Task<SnapshotTable> read_snapshot_table(block::BlockNode& file, const Header& he
     s.vm_clock_nsec = r.get<uint64_t>(pos + 24);
     s.vm_state_size = r.get<uint32_t>(pos + 32);
     const uint32_t extra_size = r.get<uint32_t>(pos + 36);
+    s.extra_size = extra_size;
     if (extra_size > 1024)
       raise(EFBIG, "Too much extra metadata in snapshot table entry {}\n"
             "You can force-remove this extra metadata with {} check -r all", i, program_name());

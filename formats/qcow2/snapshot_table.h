@@ -24,7 +24,11 @@ struct Snapshot {
   uint64_t vm_clock_nsec;
   uint64_t vm_state_size;
   std::optional<uint64_t> icount;
+  uint32_t extra_size;  // bytes of extra data; version 3 requires at least kSnapshotExtraV3Size
 };
+
+// Version 3 entries carry at least vm_state_size_large and disk_size.
+constexpr uint32_t kSnapshotExtraV3Size = 16;
 
 struct SnapshotTable {
   std::vector<Snapshot> snapshots;

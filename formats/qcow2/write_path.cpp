@@ -21,7 +21,8 @@ namespace {
 
 // qemu's write path names the guest offset where its read path names the L2 slot.
 void check_write_target(uint64_t host, uint64_t guest, uint64_t cluster_size) {
-  if (host & (cluster_size - 1)) raise_corruption("Data cluster offset {:#x} unaligned (guest offset: {})", host, c_hex(guest));
+  if (host & (cluster_size - 1))
+    raise_corruption("Data cluster offset {:#x} unaligned (guest offset: {})", host, c_hex(guest));
 }
 
 }  // namespace
@@ -39,7 +40,8 @@ Task<void> Qcow2Node::wait_in_flight(uint64_t first_cluster, uint64_t count, CoM
 }
 
 void Qcow2Node::end_in_flight(uint64_t first_cluster) {
-  auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) { return f.first == first_cluster; });
+  auto it =
+      std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) { return f.first == first_cluster; });
   if (it != in_flight_.end()) in_flight_.erase(it);
   in_flight_done_.notify_all();
 }
@@ -146,8 +148,10 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
     const uint64_t hi = step_end - start;
     const unsigned first_sc = static_cast<unsigned>(lo / geo_.subcluster_size);
     const unsigned last_sc = static_cast<unsigned>((hi - 1) / geo_.subcluster_size);
-    const uint64_t write_lo = subcluster_kind(e, geo_, first_sc) == SubclusterKind::Data ? lo : first_sc * geo_.subcluster_size;
-    const uint64_t write_hi = subcluster_kind(e, geo_, last_sc) == SubclusterKind::Data ? hi : (last_sc + 1) * geo_.subcluster_size;
+    const uint64_t write_lo =
+        subcluster_kind(e, geo_, first_sc) == SubclusterKind::Data ? lo : first_sc * geo_.subcluster_size;
+    const uint64_t write_hi =
+        subcluster_kind(e, geo_, last_sc) == SubclusterKind::Data ? hi : (last_sc + 1) * geo_.subcluster_size;
     if (e.host_offset() >> geo_.cluster_bits >= refcounts_->end_cluster())
       raise_corruption("Data cluster at {:#x} lies beyond the end of the image", e.host_offset());
     check_metadata_overlap(e.host_offset(), geo_.cluster_size);
@@ -217,8 +221,10 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
         for (unsigned sc = 0; sc < (geo_.extended_l2 ? kSubclustersPerCluster : 1); sc++) {
           const std::span<std::byte> part = merged.span(sc * geo_.subcluster_size, geo_.subcluster_size);
           const SubclusterKind k = subcluster_kind(e, geo_, sc);
-          if (k == SubclusterKind::Data) co_await file_->read(e.host_offset() + sc * geo_.subcluster_size, part);
-          else if (k == SubclusterKind::Unallocated) co_await read_backing(first_start + sc * geo_.subcluster_size, part);
+          if (k == SubclusterKind::Data)
+            co_await file_->read(e.host_offset() + sc * geo_.subcluster_size, part);
+          else if (k == SubclusterKind::Unallocated)
+            co_await read_backing(first_start + sc * geo_.subcluster_size, part);
         }
       }
       std::memcpy(merged.data() + (offset - first_start), step_data.data(), length);
@@ -228,14 +234,16 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
       // beside it separately. Whether a pad reads through to the backing file
       // depends on the old entry of its own (sub)cluster.
       auto reads_below = [&](const L2Entry& was, uint64_t in_cluster) {
-        return subcluster_kind(was, geo_, static_cast<unsigned>(in_cluster / geo_.subcluster_size)) == SubclusterKind::Unallocated;
+        return subcluster_kind(was, geo_, static_cast<unsigned>(in_cluster / geo_.subcluster_size)) ==
+               SubclusterKind::Unallocated;
       };
       const uint64_t tail_in = step_end - last_start;
       TaskGroup group;
       group.spawn(file_->write(host + (offset - first_start), step_data));
       if (head_pad) group.spawn(fill_cow(first_start + lo, host + lo, head_pad, reads_below(old[0], lo)));
       if (tail_pad)
-        group.spawn(fill_cow(step_end, host + (step_end - first_start), tail_pad, reads_below(old[count - 1], tail_in)));
+        group.spawn(
+            fill_cow(step_end, host + (step_end - first_start), tail_pad, reads_below(old[count - 1], tail_in)));
       co_await group.join();
     }
   } catch (...) {
@@ -264,8 +272,10 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
     }
     store_entry(table, geo_.l2_index(start), e);
     const L2Entry& was = old[i];
-    if (was.kind(geo_) == ClusterKind::Compressed) refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
-    else if (was.host_offset()) refcounts_->free_later(was.host_offset(), geo_.cluster_size);
+    if (was.kind(geo_) == ClusterKind::Compressed)
+      refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
+    else if (was.host_offset())
+      refcounts_->free_later(was.host_offset(), geo_.cluster_size);
   }
   end_in_flight(first_cluster);
   co_return length;
@@ -273,7 +283,8 @@ Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte>
 
 Task<void> Qcow2Node::write(uint64_t offset, std::span<const std::byte> data, block::WriteFlags flags) {
   if (offset > header_.size || data.size() > header_.size - offset)
-    raise(EINVAL, "Write of {} bytes at offset {} is past the end of the image ({} bytes)", data.size(), offset, header_.size);
+    raise(EINVAL, "Write of {} bytes at offset {} is past the end of the image ({} bytes)", data.size(), offset,
+          header_.size);
   require_writable();
   co_await guard_corruption([&]() -> Task<void> {
     uint64_t done = 0;
@@ -326,15 +337,17 @@ Task<uint64_t> Qcow2Node::change_entries(uint64_t offset, uint64_t length, bool 
     if (!change || (change->entry.word == e.word && change->entry.bitmap == e.bitmap)) continue;
     store_entry(table, index, change->entry);
     if (change->free_old) {
-      if (kind == ClusterKind::Compressed) refcounts_->free_later(e.compressed_offset(geo_), e.compressed_length(geo_));
-      else if (e.host_offset()) refcounts_->free_later(e.host_offset(), geo_.cluster_size);
+      if (kind == ClusterKind::Compressed)
+        refcounts_->free_later(e.compressed_offset(geo_), e.compressed_length(geo_));
+      else if (e.host_offset())
+        refcounts_->free_later(e.host_offset(), geo_.cluster_size);
     }
   }
   co_return end - offset;
 }
 
 Task<void> Qcow2Node::for_each_table(uint64_t offset, uint64_t end, bool create_tables, const EntryRule& rule,
-                                      CoMutex::Guard& guard) {
+                                     CoMutex::Guard& guard) {
   for (uint64_t pos = offset; pos < end;) {
     pos += co_await change_entries(pos, end - pos, create_tables, rule, guard);
     if (pos < end) {
@@ -372,8 +385,10 @@ Task<bool> Qcow2Node::zeroize(uint64_t offset, uint64_t end, bool may_unmap, CoM
   const EntryRule zero_rule = [&](const L2Entry& e, ClusterKind kind) -> std::optional<EntryChange> {
     const bool unmap = kind == ClusterKind::Compressed || (may_unmap && is_allocated(kind));
     L2Entry next = unmap ? L2Entry{} : e;
-    if (geo_.extended_l2) next.bitmap = kAllSubclustersZero;
-    else next.word |= kFlagZero;
+    if (geo_.extended_l2)
+      next.bitmap = kAllSubclustersZero;
+    else
+      next.word |= kFlagZero;
     return EntryChange{next, unmap};
   };
   // Subclusters of partial clusters at either end (extended L2 only), whole clusters between.
@@ -424,7 +439,8 @@ Task<bool> Qcow2Node::zero_piece(uint64_t offset, uint64_t end, bool may_unmap) 
 
 Task<void> Qcow2Node::write_zeroes(uint64_t offset, uint64_t length, block::ZeroFlags flags) {
   if (offset > header_.size || length > header_.size - offset)
-    raise(EINVAL, "Write of {} zero bytes at offset {} is past the end of the image ({} bytes)", length, offset, header_.size);
+    raise(EINVAL, "Write of {} zero bytes at offset {} is past the end of the image ({} bytes)", length, offset,
+          header_.size);
   require_writable();
   // qemu offers no fallback-free zeroing on v2 images, which have no zero flag.
   if (flags.no_fallback && header_.version < 3) raise(ENOTSUP, "qcow2 version 2 images cannot mark clusters zero");
@@ -432,12 +448,15 @@ Task<void> Qcow2Node::write_zeroes(uint64_t offset, uint64_t length, block::Zero
   const uint64_t end = offset + length;
   for (uint64_t pos = offset; pos < end;) {
     uint64_t piece_end = end;
-    if (pos % unit) piece_end = std::min(end, align_up(pos, unit));
-    else if (end % unit && end - pos > unit) piece_end = align_down(end, unit);
+    if (pos % unit)
+      piece_end = std::min(end, align_up(pos, unit));
+    else if (end % unit && end - pos > unit)
+      piece_end = align_down(end, unit);
     bool zeroized = false;
     co_await guard_corruption([&]() -> Task<void> { zeroized = co_await zero_piece(pos, piece_end, flags.may_unmap); });
     if (!zeroized) {
-      if (flags.no_fallback) raise(ENOTSUP, "Zeroing {} bytes at offset {} needs a write of zeros", piece_end - pos, pos);
+      if (flags.no_fallback)
+        raise(ENOTSUP, "Zeroing {} bytes at offset {} needs a write of zeros", piece_end - pos, pos);
       AlignedBuffer zeros(std::min<uint64_t>(piece_end - pos, 1ull << 20));
       for (uint64_t at = pos; at < piece_end; at += zeros.size())
         co_await write(at, zeros.span(0, std::min<uint64_t>(zeros.size(), piece_end - at)));
@@ -448,12 +467,14 @@ Task<void> Qcow2Node::write_zeroes(uint64_t offset, uint64_t length, block::Zero
 
 Task<void> Qcow2Node::discard(uint64_t offset, uint64_t length) {
   if (offset > header_.size || length > header_.size - offset)
-    raise(EINVAL, "Discard of {} bytes at offset {} is past the end of the image ({} bytes)", length, offset, header_.size);
+    raise(EINVAL, "Discard of {} bytes at offset {} is past the end of the image ({} bytes)", length, offset,
+          header_.size);
   require_writable();
   if (backing_ && header_.version < 3) co_return;
   // Only whole clusters can be dropped; a discard is a hint, so the partial edges are left alone.
   const uint64_t start = align_up(offset, geo_.cluster_size);
-  const uint64_t end = offset + length == header_.size ? offset + length : align_down(offset + length, geo_.cluster_size);
+  const uint64_t end =
+      offset + length == header_.size ? offset + length : align_down(offset + length, geo_.cluster_size);
   const EntryRule rule = discard_rule();
   co_await guard_corruption([&]() -> Task<void> {
     auto guard = co_await meta_lock_.lock();
@@ -502,8 +523,10 @@ Task<void> Qcow2Node::write_compressed(uint64_t offset, std::span<const std::byt
     const uint64_t index = geo_.l2_index(offset);
     const L2Entry was = load_entry(table, index);
     store_entry(table, index, L2Entry::compressed_descriptor(geo_, host, *size));
-    if (was.kind(geo_) == ClusterKind::Compressed) refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
-    else if (was.host_offset()) refcounts_->free_later(was.host_offset(), geo_.cluster_size);
+    if (was.kind(geo_) == ClusterKind::Compressed)
+      refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
+    else if (was.host_offset())
+      refcounts_->free_later(was.host_offset(), geo_.cluster_size);
   });
 }
 

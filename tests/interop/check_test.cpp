@@ -64,7 +64,8 @@ std::ostream& operator<<(std::ostream& o, const Damage& d) { return o << d.name;
 std::vector<Damage> damages() {
   return {
       {"clean", [](const TempDir& t, const std::string& img) { make_image(t, img); }, 0},
-      {"clean_v2_4k", [](const TempDir& t, const std::string& img) { make_image(t, img, "compat=0.10,cluster_size=4k"); }, 0},
+      {"clean_v2_4k",
+       [](const TempDir& t, const std::string& img) { make_image(t, img, "compat=0.10,cluster_size=4k"); }, 0},
       {"clean_refcount1_extl2",
        [](const TempDir& t, const std::string& img) { make_image(t, img, "refcount_bits=1,extended_l2=on"); }, 0},
       {"leak",
@@ -164,7 +165,8 @@ std::vector<Damage> damages() {
       {"dirty_lazy_refcounts",
        [](const TempDir& t, const std::string& img) {
          must({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", img, "4M"});
-         run({"qemu-io", "-f", "qcow2", "-c", "write -P 0x5c 0 200k", "-c", "write -P 0x5d 1M 64k", "-c", "sigraise 9", img});
+         run({"qemu-io", "-f", "qcow2", "-c", "write -P 0x5c 0 200k", "-c", "write -P 0x5d 1M 64k", "-c", "sigraise 9",
+              img});
        },
        2},  // refcounts were never written: qemu-img check (read-only) reports them as corruptions
   };
@@ -199,7 +201,8 @@ TEST_P(Check, SameAsQemu) {
   ASSERT_FALSE(HasFailure());
   // The guest data, read by qemu before anything repairs the image (where
   // the damage lets it: an invalid entry fails the read).
-  const bool readable = run({"qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", original, t.file("data.raw")}).status == 0;
+  const bool readable =
+      run({"qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", original, t.file("data.raw")}).status == 0;
 
   for (const auto& mode : modes()) {
     SCOPED_TRACE("mode " + mode.name);
@@ -221,7 +224,8 @@ TEST_P(Check, SameAsQemu) {
     const auto verdict = qemu_img({"check", "-f", "qcow2", kdir + "/img"});
     if (k.status != 1)  // 1: the check could not complete, so there is no verdict
       EXPECT_EQ(k.status, verdict.status) << what << ": keel's verdict is not qemu's on keel's image\n"
-                                        << describe("keel", k) << "\n" << describe("qemu-img check <keel result>", verdict);
+                                          << describe("keel", k) << "\n"
+                                          << describe("qemu-img check <keel result>", verdict);
     const bool repairs = std::find(mode.args.begin(), mode.args.end(), "-r") != mode.args.end();
     if (repairs && damage.keel_repairs_more) {
       std::filesystem::remove_all(kdir);
@@ -266,7 +270,8 @@ TEST_P(Check, SameAsQemu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(interop, Check, ::testing::ValuesIn(damages()), [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(interop, Check, ::testing::ValuesIn(damages()),
+                         [](const auto& info) { return info.param.name; });
 
 // Formats without consistency checks, and bad command lines.
 TEST(interop_check, OtherFormatsAndBadArgumentsSameAsQemu) {

@@ -89,7 +89,8 @@ TEST_P(CorruptIo, SameAsQemu) {
     args.push_back("img");
     expect_same(run_both(qdir, kdir, args), what, false);
     constexpr uint64_t kCorruptBit = 2;
-    EXPECT_EQ(read_be(kdir + "/img", 72, 8) & kCorruptBit, read_be(qdir + "/img", 72, 8) & kCorruptBit) << "corrupt bit";
+    EXPECT_EQ(read_be(kdir + "/img", 72, 8) & kCorruptBit, read_be(qdir + "/img", 72, 8) & kCorruptBit)
+        << "corrupt bit";
     const auto qcheck = qemu_img({"check", qdir + "/img"});
     const auto kcheck = qemu_img({"check", kdir + "/img"});
     EXPECT_EQ(kcheck.status, qcheck.status) << describe("qemu-img check <keel's image>", kcheck);
@@ -100,7 +101,8 @@ TEST_P(CorruptIo, SameAsQemu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(interop, CorruptIo, ::testing::ValuesIn(damages()), [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(interop, CorruptIo, ::testing::ValuesIn(damages()),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace keel::test::interop

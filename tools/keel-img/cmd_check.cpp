@@ -45,19 +45,25 @@ void print_human(const qcow2::CheckResult& r) {
     std::printf("No errors were found on the image.\n");
   } else {
     if (r.corruptions)
-      std::printf("\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n",
-                  static_cast<unsigned long long>(r.corruptions));
+      std::printf(
+          "\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt "
+          "it.\n",
+          static_cast<unsigned long long>(r.corruptions));
     if (r.leaks)
-      std::printf("\n%llu leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n",
-                  static_cast<unsigned long long>(r.leaks));
+      std::printf(
+          "\n%llu leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n",
+          static_cast<unsigned long long>(r.leaks));
     if (r.check_errors)
-      std::printf("\n%llu internal errors have occurred during the check.\n", static_cast<unsigned long long>(r.check_errors));
+      std::printf("\n%llu internal errors have occurred during the check.\n",
+                  static_cast<unsigned long long>(r.check_errors));
   }
   if (r.total_clusters && r.allocated_clusters) {
     const double allocated = static_cast<double>(r.allocated_clusters);
     std::printf("%llu/%llu = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% compressed clusters\n",
-                static_cast<unsigned long long>(r.allocated_clusters), static_cast<unsigned long long>(r.total_clusters),
-                allocated * 100.0 / static_cast<double>(r.total_clusters), static_cast<double>(r.fragmented_clusters) * 100.0 / allocated,
+                static_cast<unsigned long long>(r.allocated_clusters),
+                static_cast<unsigned long long>(r.total_clusters),
+                allocated * 100.0 / static_cast<double>(r.total_clusters),
+                static_cast<double>(r.fragmented_clusters) * 100.0 / allocated,
                 static_cast<double>(r.compressed_clusters) * 100.0 / allocated);
   }
   if (r.image_end_offset) std::printf("Image end offset: %llu\n", static_cast<unsigned long long>(r.image_end_offset));
@@ -74,9 +80,13 @@ int cmd_check(int argc, char** argv) {
   std::string repair, cache = "writeback";
   bool quiet = false;
   auto scanner = command_scanner(argc, argv, "hf:r:T:qU",
-                                 {{"help", false, 'h'}, {"format", true, 'f'}, {"repair", true, 'r'},
-                                  {"output", true, kOptionOutput}, {"object", true, kOptionObject},
-                                  {"image-opts", false, kOptionImageOpts}, {"force-share", false, 'U'}});
+                                 {{"help", false, 'h'},
+                                  {"format", true, 'f'},
+                                  {"repair", true, 'r'},
+                                  {"output", true, kOptionOutput},
+                                  {"object", true, kOptionObject},
+                                  {"image-opts", false, kOptionImageOpts},
+                                  {"force-share", false, 'U'}});
   while (auto o = scanner.next()) {
     if (common.take(*o)) continue;
     switch (o->id) {
@@ -85,9 +95,14 @@ int cmd_check(int argc, char** argv) {
         if (repair != "leaks" && repair != "all")
           usage_error(fmt::format("Unknown option value for -r (expecting 'leaks' or 'all'): {}", repair));
         break;
-      case 'T': cache = o->argument; break;
-      case 'q': quiet = true; break;
-      default: bad_option(*o);
+      case 'T':
+        cache = o->argument;
+        break;
+      case 'q':
+        quiet = true;
+        break;
+      default:
+        bad_option(*o);
     }
   }
   const std::string filename = common.one_image(scanner);
@@ -102,7 +117,9 @@ int cmd_check(int argc, char** argv) {
   options.writable = !repair.empty();
   options.for_repair = !repair.empty();
   options.cache = tools::parse_cache_mode(cache, "source cache");
-  const qcow2::CheckFix fix = repair == "all" ? qcow2::CheckFix::All : repair == "leaks" ? qcow2::CheckFix::Leaks : qcow2::CheckFix::None;
+  const qcow2::CheckFix fix = repair == "all"     ? qcow2::CheckFix::All
+                              : repair == "leaks" ? qcow2::CheckFix::Leaks
+                                                  : qcow2::CheckFix::None;
 
   EventLoop loop;
   auto node = loop.run(img_open(filename, options, common.image_opts));
@@ -125,9 +142,12 @@ int cmd_check(int argc, char** argv) {
     loop.run(node->close());
     if (result.corruptions_fixed || result.leaks_fixed) {
       if (!json && !quiet)
-        std::printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu corruptions\n\n"
-                    "Double checking the fixed image now...\n",
-                    static_cast<unsigned long long>(result.leaks_fixed), static_cast<unsigned long long>(result.corruptions_fixed));
+        std::printf(
+            "The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu "
+            "corruptions\n\n"
+            "Double checking the fixed image now...\n",
+            static_cast<unsigned long long>(result.leaks_fixed),
+            static_cast<unsigned long long>(result.corruptions_fixed));
       // The verdict on a repair comes from the image as it now is on disk,
       // opened afresh: nothing the repair left in memory can vouch for it.
       node.reset();
@@ -145,8 +165,10 @@ int cmd_check(int argc, char** argv) {
     tools::print_error(fmt::format("Check failed: {}", e.message()));
     return kCheckFailed;
   }
-  if (json && !quiet) std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
-  else if (!quiet) print_human(result);
+  if (json && !quiet)
+    std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
+  else if (!quiet)
+    print_human(result);
   if (result.check_errors) {
     tools::print_error("Check failed");
     return kCheckFailed;
