@@ -1,12 +1,13 @@
 // libFuzzer target: the input is a qcow2 image. It is opened read-only (info,
 // a few reads and block-status queries, a consistency check) and, on a
-// private copy, read-write (a small write, zeroes, a flush, close). keel::Error
+// private copy, read-write (a small write, zeroes, a flush, close), and on
+// another copy repaired as check -r all repairs it. keel::Error
 // is the expected answer to bad input; anything else (a crash, a sanitizer
 // report, a leak, an allocation sized by a damaged field, a hang) is a bug.
 //
 // The image lives in a memfd and is opened through /proc/self/fd/N, so no
-// files are left behind. KEEL_FUZZ_PASSES=ro (or rw) runs only one of the two
-// passes, to explore one path while a bug in the other is open.
+// files are left behind. KEEL_FUZZ_PASSES=ro (or rw, or repair) runs only
+// that pass, to explore one path while a bug in another is open.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -152,17 +153,46 @@ void read_write_pass(const std::string& path, const uint8_t* data, size_t size) 
   }
 }
 
+// check -r all, as keel-img runs it: opened for repair, repaired, closed.
+void repair_pass(const std::string& path) {
+  keel::block::OpenOptions options;
+  options.format = "qcow2";
+  options.writable = true;
+  options.for_repair = true;
+  std::unique_ptr<keel::block::BlockNode> node;
+  try {
+    node = loop().run(keel::block::open_image(path, options));
+  } catch (const keel::Error&) {
+    return;
+  }
+  if (auto* q = dynamic_cast<keel::qcow2::Qcow2Node*>(node.get())) {
+    try {
+      (void)loop().run(keel::qcow2::check_image(*q, keel::qcow2::CheckFix::All));
+    } catch (const keel::Error&) {
+    }
+  }
+  try {
+    loop().run(node->close());
+  } catch (const keel::Error&) {
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string passes = std::getenv("KEEL_FUZZ_PASSES") ? std::getenv("KEEL_FUZZ_PASSES") : "both";
-  if (passes != "rw") {
+  static const std::string passes = std::getenv("KEEL_FUZZ_PASSES") ? std::getenv("KEEL_FUZZ_PASSES") : "all";
+  auto runs = [](const char* pass) { return passes == "all" || passes == pass; };
+  if (runs("ro")) {
     MemFile ro(data, size);
     read_only_pass(ro.path(), data, size);
   }
-  if (passes != "ro") {
+  if (runs("rw")) {
     MemFile rw(data, size);
     read_write_pass(rw.path(), data, size);
+  }
+  if (runs("repair")) {
+    MemFile repair(data, size);
+    repair_pass(repair.path());
   }
   return 0;
 }
