@@ -1,6 +1,9 @@
 // Image locking against qemu: while qemu-nbd serves an image, keel-img must
 // respect qemu's OFD locks exactly like qemu-img does.
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -10,16 +13,36 @@
 namespace keel::test::interop {
 namespace {
 
+// Whether some other open file holds a lock in qemu's lock byte range
+// (permissions from byte 100, shared-permission refusals from byte 200).
+bool holds_qemu_locks(const std::string& image) {
+  const int fd = ::open(image.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock probe = {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = 100;
+  probe.l_len = 200;
+  const bool locked = ::fcntl(fd, F_OFD_GETLK, &probe) == 0 && probe.l_type != F_UNLCK;
+  ::close(fd);
+  return locked;
+}
+
 // qemu-nbd serving one image in the background for the lifetime of the object.
 class NbdServer {
  public:
   NbdServer(const std::string& image, const std::string& socket, bool read_only)
       : process_(read_only ? std::vector<std::string>{"qemu-nbd", "-f", "qcow2", "-k", socket, "-r", image}
                            : std::vector<std::string>{"qemu-nbd", "-f", "qcow2", "-k", socket, image}) {
-    // Ready once the socket exists (the image is opened and locked before).
-    for (int i = 0; i < 500 && !std::filesystem::exists(socket) && !process_.exited(); i++)
+    // qemu-nbd listens before it opens the image: ready once it holds
+    // qemu's lock bytes on the image (a client would end a non-persistent server).
+    for (int i = 0; i < 500 && !process_.exited(); i++) {
+      if (std::filesystem::exists(socket) && holds_qemu_locks(image)) {
+        ready_ = true;
+        break;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ready_ = process_.started() && std::filesystem::exists(socket);
+    }
   }
   bool ready() const { return ready_; }
 
