@@ -73,7 +73,19 @@ struct PlannedFix {
   size_t message;          // its line in CheckResult::messages
   std::string if_refused;  // the line to print instead when the table is not trusted
   uint64_t host;           // the entry's cluster, counted if the fix is refused (0: none)
+  L2Entry replacement;
 };
+
+// The entry that reads as `e` read, without its host cluster (whose bytes read
+// as zeros: it lies past the file, or it was preallocated zeros): what was
+// allocated becomes zero, what read through to the backing file still does.
+// A version 2 image cannot say "zero" where a backing file shows through.
+std::optional<L2Entry> without_host_cluster(const L2Entry& e, const Geometry& geo, const Header& h) {
+  if (geo.extended_l2) return L2Entry{0, ((e.bitmap >> 32 | e.bitmap) & kAllSubclustersAllocated) << 32};
+  if (h.version >= 3) return L2Entry{kFlagZero, 0};
+  if (!h.backing_file.empty()) return std::nullopt;
+  return L2Entry{0, 0};
+}
 
 struct Walk {
   Qcow2Node& node;
@@ -148,8 +160,11 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
             fmt::format("ERROR offset={:x}: Allocated cluster has corrupted subcluster allocation bitmap", host));
         w.result.corruptions++;
       }
+      const std::optional<L2Entry> replacement = without_host_cluster(e, w.geo, w.node.header());
+      const bool entry_fixable = table_fixable && replacement;
       auto plan_fix = [&](std::string if_refused, uint64_t counted_if_refused) {
-        w.fixes.push_back({l2_offset, j, w.result.messages.size() - 1, std::move(if_refused), counted_if_refused});
+        w.fixes.push_back(
+            {l2_offset, j, w.result.messages.size() - 1, std::move(if_refused), counted_if_refused, *replacement});
         w.result.corruptions--;
         w.result.corruptions_fixed++;
       };
@@ -163,8 +178,8 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
           // Nothing to lose: qemu repairs it into a zero cluster and counts no reference.
           const std::string what =
               fmt::format("offset={:x}: Preallocated cluster is not properly aligned; L2 entry corrupted.", host);
-          w.result.messages.push_back((table_fixable ? "Repairing " : "ERROR ") + what);
-          if (table_fixable) {
+          w.result.messages.push_back((entry_fixable ? "Repairing " : "ERROR ") + what);
+          if (entry_fixable) {
             plan_fix("ERROR " + what, host);
             continue;
           }
@@ -175,7 +190,7 @@ Task<void> walk_l1(Walk& w, const std::vector<uint64_t>& l1, bool active, bool f
         if (next_contiguous && host != next_contiguous) w.result.fragmented_clusters++;
         next_contiguous = host + w.geo.cluster_size;
       }
-      if (!w.refs.add(host, w.geo.cluster_size) && table_fixable) {
+      if (!w.refs.add(host, w.geo.cluster_size) && entry_fixable) {
         // A mapping into nowhere (keel's repair; qemu leaves it): make the cluster read as zeros.
         std::string counted = std::move(w.result.messages.back());
         w.result.messages.back() =
@@ -289,9 +304,8 @@ Task<void> apply_fixes(Walk& w) {
     }
     auto table = co_await w.node.l2_table(f.table);
     std::byte* p = table.data() + f.entry * geo.l2_entry_size;
-    const bool zero_flag = w.node.header().version >= 3 && !geo.extended_l2;
-    store_be<uint64_t>(p, zero_flag ? kFlagZero : 0);
-    if (geo.extended_l2) store_be<uint64_t>(p + 8, kAllSubclustersZero);
+    store_be<uint64_t>(p, f.replacement.word);
+    if (geo.extended_l2) store_be<uint64_t>(p + 8, f.replacement.bitmap);
     table.mark_dirty();
   }
 }

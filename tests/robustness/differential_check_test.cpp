@@ -65,6 +65,7 @@ struct Config {
   std::string name;
   std::string options;
   bool snapshot = false;  // an internal snapshot, then more writes: shared clusters
+  bool backing = false;   // an overlay over a qcow2 backing file full of data, reads falling through
 };
 
 std::ostream& operator<<(std::ostream& o, const Config& c) { return o << c.name; }
@@ -80,6 +81,8 @@ const std::vector<Config>& configs() {
       {"refcount2_16k", "refcount_bits=2,cluster_size=16k"},
       {"snapshot_v3", "", true},
       {"snapshot_v2_extended_l2", "extended_l2=on,cluster_size=16k", true},
+      {"backing_v3", "", false, true},
+      {"backing_extended_l2", "extended_l2=on,cluster_size=32k", false, true},
   };
   return c;
 }
@@ -92,6 +95,13 @@ void must(const std::vector<std::string>& argv) {
 void make_base(const TempDir& t, const Config& c, const std::string& img) {
   std::vector<std::string> create{"qemu-img", "create", "-q", "-f", "qcow2"};
   if (!c.options.empty()) create.insert(create.end(), {"-o", c.options});
+  if (c.backing) {
+    // Named relative to the overlay, so the copies compared beside it find it too.
+    const std::string backing = "backing-" + c.name + ".qcow2";
+    ASSERT_NO_FATAL_FAILURE(must({"qemu-img", "create", "-q", "-f", "qcow2", t.file(backing), "2M"}));
+    qemu_io(t.file(backing), "qcow2", {"write -P 0x31 0 2M"});
+    create.insert(create.end(), {"-b", backing, "-F", "qcow2"});
+  }
   create.insert(create.end(), {img, "2M"});
   ASSERT_NO_FATAL_FAILURE(must(create));
   write_file(t.file("random"), random_bytes(64 << 10, 11));
@@ -323,6 +333,7 @@ struct Regression {
 
 const std::vector<Regression>& regressions() {
   static const std::vector<Regression> r = {
+      {"backing_extended_l2", {{Region::L2Entry, 46, 0x8000000000868000}, {Region::HeaderField, 7, 0x100008000}}},
       {"lazy_refcount8", {{Region::HeaderField, 13, 0xf34032856c92fad2}}},
       {"lazy_refcount8", {{Region::HeaderField, 6, 0x8000030000}, {Region::L2Entry, 3129, 0x8000000000040000}}},
       {"lazy_refcount8", {{Region::L1Entry, 0, 0x8000000008040000}}},
