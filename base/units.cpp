@@ -1,11 +1,11 @@
 #include "base/units.h"
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
-
-#include <fmt/format.h>
 
 namespace keel {
 
@@ -13,14 +13,22 @@ namespace {
 
 unsigned suffix_shift(char c) {
   switch (std::tolower(static_cast<unsigned char>(c))) {
-    case 'b': return 0;
-    case 'k': return 10;
-    case 'm': return 20;
-    case 'g': return 30;
-    case 't': return 40;
-    case 'p': return 50;
-    case 'e': return 60;
-    default: return 64;  // not a suffix
+    case 'b':
+      return 0;
+    case 'k':
+      return 10;
+    case 'm':
+      return 20;
+    case 'g':
+      return 30;
+    case 't':
+      return 40;
+    case 'p':
+      return 50;
+    case 'e':
+      return 60;
+    default:
+      return 64;  // not a suffix
   }
 }
 
@@ -30,11 +38,14 @@ bool scan_digits(std::string_view text, size_t& pos, unsigned base, uint64_t& va
   bool fits = true;
   for (; pos < text.size() && std::isxdigit(static_cast<unsigned char>(text[pos])); pos++) {
     const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(text[pos])));
-    const unsigned digit = std::isdigit(static_cast<unsigned char>(c)) ? static_cast<unsigned>(c - '0') : 10u + static_cast<unsigned>(c - 'a');
+    const unsigned digit = std::isdigit(static_cast<unsigned char>(c)) ? static_cast<unsigned>(c - '0')
+                                                                       : 10u + static_cast<unsigned>(c - 'a');
     if (digit >= base) break;
     any = true;
-    if (value > (max - digit) / base) fits = false;
-    else value = value * base + digit;
+    if (value > (max - digit) / base)
+      fits = false;
+    else
+      value = value * base + digit;
   }
   return fits;
 }

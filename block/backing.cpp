@@ -28,14 +28,15 @@ std::string combine_paths(const std::string& image, const std::string& backing) 
 Task<std::unique_ptr<BlockNode>> open_backing(const BlockNode& overlay, const std::string& name,
                                               const std::optional<std::string>& format, const OpenOptions& options) {
   const std::string path = combine_paths(overlay.filename(), name);
-  OpenOptions backing_options{.format = format, .force_share = options.force_share, .cache = options.cache,
-                              .overlays = options.overlays};
+  OpenOptions backing_options{
+      .format = format, .force_share = options.force_share, .cache = options.cache, .overlays = options.overlays};
   if (const auto id = file_identity(overlay.filename())) backing_options.overlays.push_back(*id);
   // Refused here, once, without the context every level of the chain would add.
   if (backing_options.overlays.size() >= kMaxBackingChainLength)
     raise(ELOOP, "Could not open backing file: the backing chain is longer than {} images", kMaxBackingChainLength);
   const auto id = file_identity(path);
-  if (id && std::find(backing_options.overlays.begin(), backing_options.overlays.end(), *id) != backing_options.overlays.end())
+  if (id && std::find(backing_options.overlays.begin(), backing_options.overlays.end(), *id) !=
+                backing_options.overlays.end())
     raise(ELOOP, "Could not open backing file: Backing file '{}' creates an infinite loop", path);
   try {
     co_return co_await open_image(path, backing_options);
@@ -55,7 +56,8 @@ Task<uint64_t> check_backing_for_create(const std::string& filename, const std::
   } catch (const Error& e) {
     throw Error(e.code(), e.message() + "\nCould not open backing image.");
   }
-  if (!format) raise(EINVAL, "Backing file specified without backing format\nDetected format of {}.", node->format_name());
+  if (!format)
+    raise(EINVAL, "Backing file specified without backing format\nDetected format of {}.", node->format_name());
   co_return node->size();
 }
 

@@ -14,7 +14,8 @@ void check_request(const BlockNode& node, int64_t offset, int64_t length) {
 }
 
 void check_image_size(uint64_t size) {
-  constexpr uint64_t kMaxLength = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) & ~((uint64_t{1} << 30) - 1);
+  constexpr uint64_t kMaxLength =
+      static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) & ~((uint64_t{1} << 30) - 1);
   if (size > kMaxLength) raise(EINVAL, "offset({}) exceeds maximum({})", size, kMaxLength);
 }
 

@@ -1,9 +1,9 @@
 #include "block/image_info.h"
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <ctime>
-
-#include <fmt/format.h>
 
 #include "base/units.h"
 #include "block/backing.h"
@@ -137,8 +137,10 @@ std::string format_image_info_human(const nlohmann::ordered_json& info) {
   out += fmt::format("image: {}\n", info["filename"].get<std::string>());
   out += fmt::format("file format: {}\n", info["format"].get<std::string>());
   out += fmt::format("virtual size: {} ({} bytes)\n", format_size(size), size);
-  if (info.contains("actual-size")) out += fmt::format("disk size: {}\n", format_size(info["actual-size"]));
-  else out += "disk size: unavailable\n";
+  if (info.contains("actual-size"))
+    out += fmt::format("disk size: {}\n", format_size(info["actual-size"]));
+  else
+    out += "disk size: unavailable\n";
   if (info.value("encrypted", false)) out += "encrypted: yes\n";
   if (info.contains("cluster-size")) out += fmt::format("cluster_size: {}\n", info["cluster-size"].get<uint64_t>());
   if (info.value("dirty-flag", false)) out += "cleanly shut down: no\n";
@@ -162,10 +164,12 @@ std::string format_image_info_human(const nlohmann::ordered_json& info) {
       std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
       const uint64_t secs = s["vm-clock-sec"];
       const uint64_t nsec = s["vm-clock-nsec"];
-      const std::string clock = fmt::format("{:02}:{:02}:{:02}.{:03}", secs / 3600, (secs / 60) % 60, secs % 60, nsec / 1000000);
+      const std::string clock =
+          fmt::format("{:02}:{:02}:{:02}.{:03}", secs / 3600, (secs / 60) % 60, secs % 60, nsec / 1000000);
       const std::string icount = s.contains("icount") ? std::to_string(s["icount"].get<uint64_t>()) : "";
       out += fmt::format("{} {} {:>8}{:>20}{:>13}{:>11}\n", pad_bytes(s["id"].get<std::string>(), 9),
-                         pad_bytes(s["name"].get<std::string>(), 16), format_size(s["vm-state-size"]), date, clock, icount);
+                         pad_bytes(s["name"].get<std::string>(), 16), format_size(s["vm-state-size"]), date, clock,
+                         icount);
     }
   }
   out += format_specific_info_human(info);

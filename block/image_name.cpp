@@ -1,9 +1,8 @@
 #include "block/image_name.h"
 
 #include <array>
-#include <string_view>
-
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "base/error.h"
 
@@ -15,9 +14,9 @@ constexpr std::string_view kJsonPrefix = "json:";
 
 // Protocols qemu has and keel does not (yet): named as unsupported rather than unknown.
 constexpr std::array<std::string_view, 24> kQemuProtocols = {
-    "nbd",    "nbd+tcp", "nbd+unix",    "http",        "https",    "ftp",  "ftps",       "ssh",
-    "gluster", "gluster+tcp", "gluster+unix", "gluster+rdma", "iscsi", "iser", "nfs",        "rbd",
-    "null-co", "null-aio", "nvme",      "vvfat",       "host_device", "host_cdrom", "blkdebug", "blkverify"};
+    "nbd",     "nbd+tcp",     "nbd+unix",     "http",         "https",       "ftp",        "ftps",     "ssh",
+    "gluster", "gluster+tcp", "gluster+unix", "gluster+rdma", "iscsi",       "iser",       "nfs",      "rbd",
+    "null-co", "null-aio",    "nvme",         "vvfat",        "host_device", "host_cdrom", "blkdebug", "blkverify"};
 
 // The protocol part of `name`, when a colon comes before any '/'.
 std::optional<std::string> protocol_of(const std::string& name) {
@@ -34,7 +33,8 @@ std::string protocol_path(const std::string& name, const std::string& protocol) 
     return protocol_of(path) ? "./" + path : path;
   }
   for (std::string_view known : kQemuProtocols)
-    if (protocol == known) raise(ENOTSUP, "Protocol '{}' is not supported by keel yet: only local files can be opened", protocol);
+    if (protocol == known)
+      raise(ENOTSUP, "Protocol '{}' is not supported by keel yet: only local files can be opened", protocol);
   raise(EINVAL, "Unknown protocol '{}'", protocol);
 }
 
@@ -48,10 +48,14 @@ void flatten(const nlohmann::json& object, const std::string& prefix, std::strin
       continue;
     }
     std::string text;
-    if (value.is_string()) text = value.get<std::string>();
-    else if (value.is_boolean()) text = value.get<bool>() ? "on" : "off";
-    else if (value.is_number()) text = value.dump();
-    else raise(EINVAL, "Invalid JSON value for option '{}'", name);
+    if (value.is_string())
+      text = value.get<std::string>();
+    else if (value.is_boolean())
+      text = value.get<bool>() ? "on" : "off";
+    else if (value.is_number())
+      text = value.dump();
+    else
+      raise(EINVAL, "Invalid JSON value for option '{}'", name);
     std::string escaped;
     for (char c : text) escaped += c == ',' ? std::string(",,") : std::string(1, c);
     list += (list.empty() ? "" : ",") + name + "=" + escaped;

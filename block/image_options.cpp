@@ -44,11 +44,14 @@ void apply(const OptionValues& values, const std::string& key, const std::string
   } else if (key == "force-share") {
     if (auto b = parse_bool(values, key, options)) options.open.force_share = *b;
   } else if (key == "aio" || key == "file.aio") {
-    if (value == "threads" || value == "native" || value == "io_uring") options.aio = value;
-    else note_problem(options, "Parameter 'aio' does not accept value '{}'", value);
+    if (value == "threads" || value == "native" || value == "io_uring")
+      options.aio = value;
+    else
+      note_problem(options, "Parameter 'aio' does not accept value '{}'", value);
   } else if (key.starts_with("file.")) {
     note_problem(options, "Block protocol 'file' doesn't support the option '{}'", key.substr(5));
-  } else if (std::find(options.format_options.begin(), options.format_options.end(), key) == options.format_options.end()) {
+  } else if (std::find(options.format_options.begin(), options.format_options.end(), key) ==
+             options.format_options.end()) {
     options.format_options.push_back(key);
   }
 }
@@ -67,14 +70,17 @@ Task<std::unique_ptr<BlockNode>> open_image(const ImageOptions& options) {
     if (options.open.format) raise(EINVAL, "A block device must be specified for \"file\"");
     raise(EINVAL, "Must specify either driver or file");
   }
-  if (options.open.format && !find_format(*options.open.format)) raise(EINVAL, "Unknown driver '{}'", *options.open.format);
+  if (options.open.format && !find_format(*options.open.format))
+    raise(EINVAL, "Unknown driver '{}'", *options.open.format);
   if (options.read_only_option && options.open.writable) raise(EACCES, "Block node is read-only");
-  if (options.open.force_share && options.open.writable) raise(EINVAL, "force-share=on can only be used with read-only images");
+  if (options.open.force_share && options.open.writable)
+    raise(EINVAL, "force-share=on can only be used with read-only images");
   if (options.aio == "native" && !options.open.cache.direct)
     raise(EINVAL, "aio=native was specified, but it requires cache.direct=on, which was not specified.");
   std::unique_ptr<BlockNode> node = co_await open_image_path(options.filename, options.open);
   if (!options.format_options.empty())
-    raise(EINVAL, "Block format '{}' does not support the option '{}'", node->format_name(), options.format_options.front());
+    raise(EINVAL, "Block format '{}' does not support the option '{}'", node->format_name(),
+          options.format_options.front());
   if (is_probed_raw(options, *node)) co_return guard_probed_raw(std::move(node));
   co_return node;
 }

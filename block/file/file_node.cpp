@@ -105,8 +105,7 @@ std::unique_ptr<FileNode> FileNode::open(const std::string& path, const FileOpti
 }
 
 void FileNode::create(const std::string& path, uint64_t size, Preallocation prealloc) {
-  if (prealloc == Preallocation::Metadata)
-    raise(EINVAL, "Unsupported preallocation mode 'metadata'");
+  if (prealloc == Preallocation::Metadata) raise(EINVAL, "Unsupported preallocation mode 'metadata'");
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) raise(errno, "Could not create '{}': {}", path, errno_text(errno));
   struct Closer {
@@ -152,14 +151,16 @@ Task<void> FileNode::transfer_all(Direction direction, int fd, uint64_t offset, 
     const off_t pos = static_cast<off_t>(offset + done);
     const int64_t r = co_await submit(
         [=](io_uring_sqe* sqe) {
-          if (reading) io_uring_prep_read(sqe, fd, p, static_cast<unsigned>(n), pos);
-          else io_uring_prep_write(sqe, fd, p, static_cast<unsigned>(n), pos);
+          if (reading)
+            io_uring_prep_read(sqe, fd, p, static_cast<unsigned>(n), pos);
+          else
+            io_uring_prep_write(sqe, fd, p, static_cast<unsigned>(n), pos);
         },
         [=] { return static_cast<int64_t>(reading ? ::pread(fd, p, n, pos) : ::pwrite(fd, p, n, pos)); });
     if (r == -EINTR || r == -EAGAIN) continue;
     if (r < 0)
-      raise(static_cast<int>(-r), "Could not {} {} bytes at offset {} of '{}': {}", reading ? "read" : "write", n, pos, filename_,
-            errno_text(static_cast<int>(-r)));
+      raise(static_cast<int>(-r), "Could not {} {} bytes at offset {} of '{}': {}", reading ? "read" : "write", n, pos,
+            filename_, errno_text(static_cast<int>(-r)));
     if (r == 0) {
       if (!reading) raise(EIO, "Could not write to '{}' at offset {}: no progress", filename_, pos);
       // Past the end of the file reads as zeros, as for any sparse region.
@@ -172,24 +173,31 @@ Task<void> FileNode::transfer_all(Direction direction, int fd, uint64_t offset, 
 }
 
 Task<void> FileNode::read(uint64_t offset, std::span<std::byte> buffer) {
-  co_await transfer_all(Direction::Read, fd_for(offset, buffer.size(), buffer.data()), offset, buffer.data(), buffer.size());
+  co_await transfer_all(Direction::Read, fd_for(offset, buffer.size(), buffer.data()), offset, buffer.data(),
+                        buffer.size());
 }
 
 Task<void> FileNode::write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags) {
   // The kernel only reads from the buffer of a write.
-  co_await transfer_all(Direction::Write, fd_for(offset, data.size(), data.data()), offset, const_cast<std::byte*>(data.data()), data.size());
+  co_await transfer_all(Direction::Write, fd_for(offset, data.size(), data.data()), offset,
+                        const_cast<std::byte*>(data.data()), data.size());
   if (flags.fua || cache_.writethrough) co_await flush();
 }
 
 Task<int> FileNode::fallocate(int mode, uint64_t offset, uint64_t length) {
   int64_t r = co_await submit(
-      [=, this](io_uring_sqe* sqe) { io_uring_prep_fallocate(sqe, fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(length)); },
-      [=, this] { return static_cast<int64_t>(::fallocate(fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(length))); });
+      [=, this](io_uring_sqe* sqe) {
+        io_uring_prep_fallocate(sqe, fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(length));
+      },
+      [=, this] {
+        return static_cast<int64_t>(::fallocate(fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
+      });
   co_return static_cast<int>(r);
 }
 
 Task<void> FileNode::write_zero_buffers(uint64_t offset, uint64_t length) {
-  AlignedBuffer zeros(static_cast<size_t>(std::min<uint64_t>(length, kZeroChunk)), std::max<uint32_t>(direct_alignment_, 8));
+  AlignedBuffer zeros(static_cast<size_t>(std::min<uint64_t>(length, kZeroChunk)),
+                      std::max<uint32_t>(direct_alignment_, 8));
   while (length > 0) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(length, zeros.size()));
     co_await write(offset, std::span<const std::byte>(zeros.data(), n));

@@ -99,7 +99,9 @@ class ConvertJob {
     if (!zero) {
       length = std::min(st.length, kChunkSize);
       const uint64_t aligned_end = align_up(position_ + length, chunk_align_);
-      length = std::min(aligned_end - position_ <= kChunkSize ? aligned_end : align_up(position_ + length, unit_), total_) - position_;
+      length =
+          std::min(aligned_end - position_ <= kChunkSize ? aligned_end : align_up(position_ + length, unit_), total_) -
+          position_;
     }
     chunk = Chunk{position_, length, zero, next_sequence_++};
     position_ += length;
@@ -157,8 +159,10 @@ class ConvertJob {
         if (is_zero(data.data() + end, next) != zero) break;
         end += next;
       }
-      if (!zero) co_await target_.write(offset + pos, data.subspan(pos, end - pos));
-      else if (!zero_target()) co_await target_.write_zeroes(offset + pos, end - pos, ZeroFlags{.may_unmap = true});
+      if (!zero)
+        co_await target_.write(offset + pos, data.subspan(pos, end - pos));
+      else if (!zero_target())
+        co_await target_.write_zeroes(offset + pos, end - pos, ZeroFlags{.may_unmap = true});
       pos = end;
     }
   }

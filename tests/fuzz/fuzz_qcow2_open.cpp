@@ -69,6 +69,20 @@ std::vector<uint64_t> probe_offsets(uint64_t size, const uint8_t* data, size_t n
   return out;
 }
 
+// A consistency check (a repair with CheckFix::All), then close.
+void check_and_close(keel::block::BlockNode& node, keel::qcow2::CheckFix fix) {
+  if (auto* q = dynamic_cast<keel::qcow2::Qcow2Node*>(&node)) {
+    try {
+      (void)loop().run(keel::qcow2::check_image(*q, fix));
+    } catch (const keel::Error&) {
+    }
+  }
+  try {
+    loop().run(node.close());
+  } catch (const keel::Error&) {
+  }
+}
+
 void read_only_pass(const std::string& path, const uint8_t* data, size_t size) {
   keel::block::OpenOptions options;
   options.format = "qcow2";
@@ -97,16 +111,7 @@ void read_only_pass(const std::string& path, const uint8_t* data, size_t size) {
     } catch (const keel::Error&) {
     }
   }
-  if (auto* q = dynamic_cast<keel::qcow2::Qcow2Node*>(node.get())) {
-    try {
-      (void)loop().run(keel::qcow2::check_image(*q, keel::qcow2::CheckFix::None));
-    } catch (const keel::Error&) {
-    }
-  }
-  try {
-    loop().run(node->close());
-  } catch (const keel::Error&) {
-  }
+  check_and_close(*node, keel::qcow2::CheckFix::None);
 }
 
 void read_write_pass(const std::string& path, const uint8_t* data, size_t size) {
@@ -165,16 +170,7 @@ void repair_pass(const std::string& path) {
   } catch (const keel::Error&) {
     return;
   }
-  if (auto* q = dynamic_cast<keel::qcow2::Qcow2Node*>(node.get())) {
-    try {
-      (void)loop().run(keel::qcow2::check_image(*q, keel::qcow2::CheckFix::All));
-    } catch (const keel::Error&) {
-    }
-  }
-  try {
-    loop().run(node->close());
-  } catch (const keel::Error&) {
-  }
+  check_and_close(*node, keel::qcow2::CheckFix::All);
 }
 
 }  // namespace
