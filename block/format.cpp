@@ -1,14 +1,30 @@
 #include "block/format.h"
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "block/image_name.h"
 #include "block/image_options.h"
-#include "formats/qcow2/driver.h"
-#include "formats/raw/raw_node.h"
 
 namespace keel::block {
 
-std::vector<const FormatDriver*> all_formats() { return {&qcow2::driver(), &raw::driver()}; }
+namespace {
+
+std::vector<const FormatDriver*>& registry() {
+  static std::vector<const FormatDriver*> drivers;
+  return drivers;
+}
+
+}  // namespace
+
+FormatRegistration::FormatRegistration(const FormatDriver& driver) {
+  auto& drivers = registry();
+  auto at = std::lower_bound(drivers.begin(), drivers.end(), &driver,
+                             [](const FormatDriver* a, const FormatDriver* b) { return a->name < b->name; });
+  drivers.insert(at, &driver);
+}
+
+std::vector<const FormatDriver*> all_formats() { return registry(); }
 
 const FormatDriver* find_format(std::string_view name) {
   for (const FormatDriver* f : all_formats())

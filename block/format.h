@@ -1,6 +1,7 @@
 // The registry of format drivers, and opening an image by name: probe the
 // format (or take -f), open the file node under it, and stack the format node
-// on top.
+// on top. Drivers register themselves (formats/*/driver.cpp, as qemu's
+// block_init does), so the block core names no format.
 #pragma once
 
 #include <memory>
@@ -47,7 +48,13 @@ struct FormatDriver {
   const std::vector<OptionSpec>& (*create_options)();
 };
 
+// A static FormatRegistration in a driver's file adds the driver before main() runs.
+struct FormatRegistration {
+  explicit FormatRegistration(const FormatDriver& driver);
+};
+
 const FormatDriver* find_format(std::string_view name);
+// Every registered driver, by name.
 std::vector<const FormatDriver*> all_formats();
 
 // Opens the image `name` names (a path, "file:path", "json:{...}"; see

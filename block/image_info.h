@@ -1,22 +1,27 @@
-// ImageInfo: what `info` reports about an open image, as qemu-img's JSON
-// (same keys, values and order) and as its human-readable text.
+// ImageInfo: what `info` reports about an open image, as typed data. Drivers
+// fill a FormatInfo; the tools render it as qemu-img's JSON and text
+// (tools/common/image_info_output), so no driver builds output.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
+#include "block/format_info.h"
 #include "block/node.h"
 
 namespace keel::block {
 
-nlohmann::ordered_json image_info(const BlockNode& node);
-std::string format_image_info_human(const nlohmann::ordered_json& info);
-// The "Format specific information:" block that ends the human text (and
-// qemu-io's `info`); empty for formats without one.
-std::string format_specific_info_human(const nlohmann::ordered_json& info);
+struct ImageInfo {
+  std::string filename;
+  std::string format;
+  uint64_t virtual_size = 0;
+  std::optional<uint64_t> actual_size;
+  // The backing file name resolved against the image's directory.
+  std::optional<std::string> full_backing_filename;
+  FormatInfo format_info;
+};
 
-// qemu's JSON layout: four-space indentation, ": " separators.
-std::string format_json_pretty(const nlohmann::ordered_json& value);
+ImageInfo image_info(const BlockNode& node);
 
 }  // namespace keel::block

@@ -9,6 +9,11 @@ Task<void> BlockNode::write_compressed(uint64_t, std::span<const std::byte>) {
   co_return;
 }
 
+Task<CheckResult> BlockNode::check(CheckFix) {
+  raise(ENOTSUP, "This image format does not support checks");
+  co_return CheckResult{};
+}
+
 void BlockNode::attach_backing(std::unique_ptr<BlockNode>) {
   raise(ENOTSUP, "Driver '{}' does not support backing files", format_name());
 }

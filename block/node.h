@@ -11,9 +11,10 @@
 #include <span>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "base/async/task.h"
+#include "block/check.h"
+#include "block/format_info.h"
+#include "block/limits.h"
 #include "block/types.h"
 
 namespace keel::block {
@@ -30,8 +31,7 @@ class BlockNode {
 
   // Guest-visible size in bytes.
   virtual uint64_t size() const = 0;
-  // Requests must be multiples of this (offset and length); 1 for byte access.
-  virtual uint32_t request_alignment() const { return 1; }
+  virtual Limits limits() const { return {}; }
 
   virtual Task<void> read(uint64_t offset, std::span<std::byte> buffer) = 0;
   virtual Task<void> write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags = {}) = 0;
@@ -54,16 +54,15 @@ class BlockNode {
   // the disk. 0 for formats without VM state.
   virtual uint64_t vm_state_offset() const { return 0; }
 
-  // True when a freshly created node reads as zeros everywhere, so a copy
-  // into it may skip writing zeros.
-  virtual bool has_zero_init() const { return false; }
-
   // Bytes the node occupies on its storage (qemu's "disk size"); nullopt if unknown.
   virtual std::optional<uint64_t> allocated_size() const;
 
-  // Adds the fields of qemu's ImageInfo that belong to this format
-  // ("cluster-size", "format-specific", "dirty-flag", ...).
-  virtual void describe(nlohmann::ordered_json& info) const {}
+  // What `info` reports beyond size and name (cluster size, backing file, snapshots, format-specific fields).
+  virtual FormatInfo format_info() const { return {}; }
+
+  // Consistency check and repair (`keel-img check`); formats without one raise ENOTSUP.
+  virtual bool supports_check() const { return false; }
+  virtual Task<CheckResult> check(CheckFix fix);
 
   // Writes back cached metadata and marks the image clean; the node remains usable.
   virtual Task<void> close() { co_return; }

@@ -20,7 +20,7 @@ class ProbedRawGuard final : public BlockNode {
 
   std::string_view format_name() const override { return raw_->format_name(); }
   uint64_t size() const override { return raw_->size(); }
-  uint32_t request_alignment() const override { return raw_->request_alignment(); }
+  Limits limits() const override { return raw_->limits(); }
   Task<void> read(uint64_t offset, std::span<std::byte> buffer) override { co_await raw_->read(offset, buffer); }
   Task<void> write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags) override {
     if (offset < kProbeBytes && !data.empty()) co_await refuse_format_change(offset, data);
@@ -33,9 +33,8 @@ class ProbedRawGuard final : public BlockNode {
   Task<void> flush() override { co_await raw_->flush(); }
   Task<BlockStatus> block_status(uint64_t offset, uint64_t length) override { co_return co_await raw_->block_status(offset, length); }
   Task<void> truncate(uint64_t size, Preallocation prealloc) override { co_await raw_->truncate(size, prealloc); }
-  bool has_zero_init() const override { return raw_->has_zero_init(); }
   std::optional<uint64_t> allocated_size() const override { return raw_->allocated_size(); }
-  void describe(nlohmann::ordered_json& info) const override { raw_->describe(info); }
+  FormatInfo format_info() const override { return raw_->format_info(); }
   Task<void> close() override { co_await raw_->close(); }
 
  private:

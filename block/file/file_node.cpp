@@ -291,6 +291,16 @@ std::optional<uint64_t> FileNode::allocated_size() const {
   return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
-void FileNode::describe(nlohmann::ordered_json&) const {}
+Limits FileNode::limits() const {
+  // Writes with FUA flush (write()); a file's page cache is one for every reader, so connections see each other.
+  return {.request_alignment = 1,
+          .discard_granularity = is_regular_ ? 4096u : 0u,
+          .can_zero = true,
+          .can_fast_zero = is_regular_,
+          .can_trim = is_regular_,
+          .can_fua = true,
+          .can_multi_conn = true,
+          .zero_init = is_regular_};
+}
 
 }  // namespace keel::block

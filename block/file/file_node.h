@@ -36,9 +36,8 @@ class FileNode final : public BlockNode {
   Task<void> flush() override;
   Task<BlockStatus> block_status(uint64_t offset, uint64_t length) override;
   Task<void> truncate(uint64_t size, Preallocation prealloc) override;
-  bool has_zero_init() const override { return is_regular_; }
+  Limits limits() const override;
   std::optional<uint64_t> allocated_size() const override;
-  void describe(nlohmann::ordered_json& info) const override;
 
   int fd() const noexcept { return fd_; }
 

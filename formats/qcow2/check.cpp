@@ -523,4 +523,6 @@ Task<CheckResult> check_image(Qcow2Node& node, CheckFix fix) {
   co_return result;
 }
 
+Task<CheckResult> Qcow2Node::check(CheckFix fix) { co_return co_await check_image(*this, fix); }
+
 }  // namespace keel::qcow2

@@ -1,6 +1,6 @@
-#include "formats/qcow2/driver.h"
-
+// The qcow2 format driver's entry in the block layer's registry: probing, opening, creation.
 #include "base/endian.h"
+#include "block/format.h"
 #include "formats/qcow2/create.h"
 #include "formats/qcow2/header.h"
 #include "formats/qcow2/qcow2_node.h"
@@ -18,11 +18,9 @@ Task<std::unique_ptr<block::BlockNode>> open(std::unique_ptr<block::BlockNode> f
   co_return co_await Qcow2Node::open(std::move(file), options);
 }
 
-}  // namespace
+const block::FormatDriver kDriver{"qcow2", probe, open, create_image, create_options};
+const block::FormatRegistration kRegistration(kDriver);
 
-const block::FormatDriver& driver() {
-  static const block::FormatDriver d{"qcow2", probe, open, create_image, create_options};
-  return d;
-}
+}  // namespace
 
 }  // namespace keel::qcow2

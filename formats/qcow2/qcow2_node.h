@@ -43,8 +43,10 @@ class Qcow2Node final : public block::BlockNode {
   uint64_t allocation_granularity() const override { return geo_.subcluster_size; }
   uint64_t vm_state_offset() const override { return geo_.l1_entries_for(header_.size) * geo_.bytes_per_l2(); }
   Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data) override;
-  bool has_zero_init() const override { return true; }
-  void describe(nlohmann::ordered_json& info) const override;
+  block::Limits limits() const override;
+  block::FormatInfo format_info() const override;
+  bool supports_check() const override { return true; }
+  Task<block::CheckResult> check(block::CheckFix fix) override;
   Task<void> close() override;
   void attach_backing(std::unique_ptr<block::BlockNode> backing) override;
 

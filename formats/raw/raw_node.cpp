@@ -1,4 +1,5 @@
-#include "formats/raw/raw_node.h"
+// raw: the format driver that exposes its file child byte for byte, and its registration.
+#include "block/format.h"
 
 #include "base/error.h"
 #include "base/units.h"
@@ -19,7 +20,7 @@ class RawNode final : public BlockNode {
   // Disks are whole 512-byte sectors: a file's partial last sector reads as
   // zeros beyond its end, as in qemu.
   uint64_t size() const override { return align_up(file_->size(), 512); }
-  uint32_t request_alignment() const override { return file_->request_alignment(); }
+  Limits limits() const override { return file_->limits(); }
 
   Task<void> read(uint64_t offset, std::span<std::byte> buffer) override {
     check_range(offset, buffer.size());
@@ -44,7 +45,6 @@ class RawNode final : public BlockNode {
     co_return st;
   }
   Task<void> truncate(uint64_t size, Preallocation prealloc) override { co_await file_->truncate(size, prealloc); }
-  bool has_zero_init() const override { return file_->has_zero_init(); }
 
  private:
   void check_range(uint64_t offset, uint64_t length) const {
@@ -79,11 +79,9 @@ Task<void> create(const CreateRequest& request) {
   co_return;
 }
 
-}  // namespace
+const FormatDriver kDriver{"raw", probe, open, create, create_options};
+const FormatRegistration kRegistration(kDriver);
 
-const FormatDriver& driver() {
-  static const FormatDriver d{"raw", probe, open, create, create_options};
-  return d;
-}
+}  // namespace
 
 }  // namespace keel::raw

@@ -24,8 +24,8 @@
 #include "base/error.h"
 #include "block/format.h"
 #include "block/image_info.h"
-#include "formats/qcow2/check.h"
-#include "formats/qcow2/qcow2_node.h"
+#include "tools/common/image_info_output.h"
+#include "tools/common/json_output.h"
 
 namespace {
 
@@ -70,12 +70,10 @@ std::vector<uint64_t> probe_offsets(uint64_t size, const uint8_t* data, size_t n
 }
 
 // A consistency check (a repair with CheckFix::All), then close.
-void check_and_close(keel::block::BlockNode& node, keel::qcow2::CheckFix fix) {
-  if (auto* q = dynamic_cast<keel::qcow2::Qcow2Node*>(&node)) {
-    try {
-      (void)loop().run(keel::qcow2::check_image(*q, fix));
-    } catch (const keel::Error&) {
-    }
+void check_and_close(keel::block::BlockNode& node, keel::block::CheckFix fix) {
+  try {
+    (void)loop().run(node.check(fix));
+  } catch (const keel::Error&) {
   }
   try {
     loop().run(node.close());
@@ -94,8 +92,8 @@ void read_only_pass(const std::string& path, const uint8_t* data, size_t size) {
   }
   try {
     auto info = keel::block::image_info(*node);
-    (void)keel::block::format_image_info_human(info);
-    (void)keel::block::format_json_pretty(info);
+    (void)keel::tools::image_info_human(info);
+    (void)keel::tools::format_json_pretty(keel::tools::image_info_json(info));
   } catch (const keel::Error&) {
   }
   const uint64_t disk = node->size();
@@ -111,7 +109,7 @@ void read_only_pass(const std::string& path, const uint8_t* data, size_t size) {
     } catch (const keel::Error&) {
     }
   }
-  check_and_close(*node, keel::qcow2::CheckFix::None);
+  check_and_close(*node, keel::block::CheckFix::None);
 }
 
 void read_write_pass(const std::string& path, const uint8_t* data, size_t size) {
@@ -170,7 +168,7 @@ void repair_pass(const std::string& path) {
   } catch (const keel::Error&) {
     return;
   }
-  check_and_close(*node, keel::qcow2::CheckFix::All);
+  check_and_close(*node, keel::block::CheckFix::All);
 }
 
 }  // namespace

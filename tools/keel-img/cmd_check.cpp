@@ -4,9 +4,8 @@
 #include "base/async/event_loop.h"
 #include "base/error.h"
 #include "block/format.h"
-#include "block/image_info.h"
-#include "formats/qcow2/check.h"
-#include "formats/qcow2/qcow2_node.h"
+#include "block/check.h"
+#include "tools/common/json_output.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-img/command_line.h"
 #include "tools/keel-img/commands.h"
@@ -23,7 +22,7 @@ constexpr int kCheckLeaks = 3;
 constexpr int kCheckUnsupported = 63;
 
 // qemu's ImageCheck, zero-valued optional members left out, in qemu 7.2's key order.
-nlohmann::ordered_json check_json(const qcow2::CheckResult& r, const std::string& filename, const std::string& format) {
+nlohmann::ordered_json check_json(const block::CheckResult& r, const std::string& filename, const std::string& format) {
   nlohmann::ordered_json j;
   if (r.image_end_offset) j["image-end-offset"] = r.image_end_offset;
   if (r.compressed_clusters) j["compressed-clusters"] = r.compressed_clusters;
@@ -40,7 +39,7 @@ nlohmann::ordered_json check_json(const qcow2::CheckResult& r, const std::string
   return j;
 }
 
-void print_human(const qcow2::CheckResult& r) {
+void print_human(const block::CheckResult& r) {
   if (!r.corruptions && !r.leaks && !r.check_errors) {
     std::printf("No errors were found on the image.\n");
   } else {
@@ -69,7 +68,7 @@ void print_human(const qcow2::CheckResult& r) {
   if (r.image_end_offset) std::printf("Image end offset: %llu\n", static_cast<unsigned long long>(r.image_end_offset));
 }
 
-void print_messages(const qcow2::CheckResult& r) {
+void print_messages(const block::CheckResult& r) {
   for (const auto& m : r.messages) std::fprintf(stderr, "%s\n", m.c_str());
 }
 
@@ -117,22 +116,23 @@ int cmd_check(int argc, char** argv) {
   options.writable = !repair.empty();
   options.for_repair = !repair.empty();
   options.cache = tools::parse_cache_mode(cache, "source cache");
-  const qcow2::CheckFix fix = repair == "all"     ? qcow2::CheckFix::All
-                              : repair == "leaks" ? qcow2::CheckFix::Leaks
-                                                  : qcow2::CheckFix::None;
+  const block::CheckFix fix = repair == "all"     ? block::CheckFix::All
+                              : repair == "leaks" ? block::CheckFix::Leaks
+                                                  : block::CheckFix::None;
 
   EventLoop loop;
   auto node = loop.run(img_open(filename, options, common.image_opts));
-  if (!dynamic_cast<qcow2::Qcow2Node*>(node.get())) {
+  const std::string format(node->format_name());
+  if (!node->supports_check()) {
     tools::print_error("This image format does not support checks");
     return kCheckUnsupported;
   }
-  auto check = [&](qcow2::CheckFix how) {
-    qcow2::CheckResult r = loop.run(qcow2::check_image(static_cast<qcow2::Qcow2Node&>(*node), how));
+  auto check = [&](block::CheckFix how) {
+    block::CheckResult r = loop.run(node->check(how));
     print_messages(r);
     return r;
   };
-  qcow2::CheckResult result;
+  block::CheckResult result;
   try {
     result = check(fix);
     if (result.failure) {
@@ -155,7 +155,7 @@ int cmd_check(int argc, char** argv) {
       reread.writable = false;
       reread.for_repair = false;
       node = loop.run(img_open(filename, reread, common.image_opts));
-      qcow2::CheckResult again = check(qcow2::CheckFix::None);
+      block::CheckResult again = check(block::CheckFix::None);
       again.leaks_fixed = result.leaks_fixed;
       again.corruptions_fixed = result.corruptions_fixed;
       result = again;
@@ -166,7 +166,7 @@ int cmd_check(int argc, char** argv) {
     return kCheckFailed;
   }
   if (json && !quiet)
-    std::printf("%s\n", block::format_json_pretty(check_json(result, filename, "qcow2")).c_str());
+    std::printf("%s\n", tools::format_json_pretty(check_json(result, filename, format)).c_str());
   else if (!quiet)
     print_human(result);
   if (result.check_errors) {

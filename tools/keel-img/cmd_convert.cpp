@@ -78,7 +78,7 @@ Task<void> run_convert(const std::vector<std::string>& source_names, const std::
     auto target = co_await img_open(output ? output->path() : target_name, target_options);
     if (convert_options.compress && !target->supports_compressed_writes())
       raise(ENOTSUP, "Compression not supported for this file format");
-    convert_options.target_is_zero = create ? target->has_zero_init() : target_is_zero;
+    convert_options.target_is_zero = create ? target->limits().zero_init : target_is_zero;
     co_await block::convert(source_nodes, *target, convert_options);
     co_await target->close();
   } catch (const Error& e) {

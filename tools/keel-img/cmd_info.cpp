@@ -6,6 +6,8 @@
 #include "base/error.h"
 #include "block/format.h"
 #include "block/image_info.h"
+#include "tools/common/image_info_output.h"
+#include "tools/common/json_output.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-img/command_line.h"
 #include "tools/keel-img/commands.h"
@@ -33,21 +35,25 @@ int cmd_info(int argc, char** argv) {
   options.force_share = common.force_share;
   // As qemu-img, each image is opened on its own: the chain is followed by name, not opened as a whole.
   options.no_backing = true;
-  nlohmann::ordered_json infos = nlohmann::ordered_json::array();
+  std::vector<block::ImageInfo> infos;
   std::set<std::string> seen;
   // The first name is opened even when empty, for the open's own error.
   for (std::string name = filename; infos.empty() || !name.empty(); image_opts = false) {
     if (!seen.insert(name).second) raise(ELOOP, "Backing file '{}' creates an infinite loop.", name);
-    auto info = block::image_info(*loop.run(img_open(name, options, image_opts)));
-    name = backing_chain ? info.value("full-backing-filename", "") : "";
+    block::ImageInfo info = block::image_info(*loop.run(img_open(name, options, image_opts)));
+    name = backing_chain ? info.full_backing_filename.value_or("") : "";
     // Without a recorded backing format, qemu-img keeps the format it was given (probing if none).
-    if (info.contains("backing-filename-format")) options.format = info["backing-filename-format"].get<std::string>();
+    if (info.format_info.backing_filename && info.format_info.backing_format)
+      options.format = *info.format_info.backing_format;
     infos.push_back(std::move(info));
   }
   if (common.json()) {
-    std::printf("%s\n", block::format_json_pretty(backing_chain ? infos : infos[0]).c_str());
+    nlohmann::ordered_json chain = nlohmann::ordered_json::array();
+    for (const auto& info : infos) chain.push_back(tools::image_info_json(info));
+    std::printf("%s\n", tools::format_json_pretty(backing_chain ? chain : chain[0]).c_str());
   } else {
-    for (size_t i = 0; i < infos.size(); i++) std::printf("%s%s", i ? "\n" : "", block::format_image_info_human(infos[i]).c_str());
+    for (size_t i = 0; i < infos.size(); i++)
+      std::printf("%s%s", i ? "\n" : "", tools::image_info_human(infos[i]).c_str());
   }
   return 0;
 }

@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "block/image_info.h"
+#include "tools/common/image_info_output.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-io/commands.h"
 #include "tools/keel-io/report.h"
@@ -100,7 +101,7 @@ bool info_run(Session& session, const Words&) {
   std::printf("format name: %.*s\n", static_cast<int>(image.format_name().size()), image.format_name().data());
   std::printf("cluster size: %s\n", human_bytes(static_cast<double>(image.cluster_size())).c_str());
   std::printf("vm state offset: %s\n", human_bytes(static_cast<double>(image.vm_state_offset())).c_str());
-  std::fputs(block::format_specific_info_human(info).c_str(), stdout);
+  std::fputs(tools::format_specific_info_human(info).c_str(), stdout);
   return true;
 }
 
