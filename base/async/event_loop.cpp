@@ -1,11 +1,14 @@
 #include "base/async/event_loop.h"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
+#include "base/async/fd_poller.h"
 #include "base/async/thread_pool.h"
 #include "base/error.h"
 
@@ -34,6 +37,7 @@ EventLoop::EventLoop(IoBackend preferred) {
 }
 
 EventLoop::~EventLoop() {
+  poller_.reset();
   pool_.reset();
   if (ring_) {
     io_uring_queue_exit(ring_.get());
@@ -50,6 +54,41 @@ EventLoop& EventLoop::current() {
 ThreadPool& EventLoop::pool() {
   if (!pool_) pool_ = std::make_unique<ThreadPool>(*this);
   return *pool_;
+}
+
+Task<short> EventLoop::wait_fd(int fd, short events) {
+  if (!ring_) {
+    if (!poller_) poller_ = std::make_unique<FdPoller>(*this);
+    co_return co_await poller_->wait(fd, events);
+  }
+  const int32_t r = co_await uring([&](io_uring_sqe* sqe) { io_uring_prep_poll_add(sqe, fd, events); });
+  co_return static_cast<short>(r < 0 ? POLLERR : r);
+}
+
+void EventLoop::add_timer(TimerWaiter* timer, Clock::time_point deadline) {
+  timer->fired = false;
+  timer->armed = true;
+  timer->at = timers_.emplace(deadline, timer);
+}
+
+void EventLoop::cancel_timer(TimerWaiter* timer, bool resume) {
+  if (!timer->armed) return;
+  timers_.erase(timer->at);
+  timer->armed = false;
+  if (resume) schedule(timer->waiter);
+}
+
+std::optional<EventLoop::Clock::time_point> EventLoop::fire_timers() {
+  const auto now = Clock::now();
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    TimerWaiter* t = timers_.begin()->second;
+    timers_.erase(timers_.begin());
+    t->armed = false;
+    t->fired = true;
+    ready_.push_back(t->waiter);
+  }
+  if (timers_.empty()) return std::nullopt;
+  return timers_.begin()->first;
 }
 
 void EventLoop::post(std::coroutine_handle<> h) {
@@ -94,6 +133,7 @@ void EventLoop::reap_completions() {
       wakeup_armed_ = false;
       continue;
     }
+    if (tag == LIBURING_UDATA_TIMEOUT) continue;  // liburing's own timeout on kernels without EXT_ARG
     auto* op = reinterpret_cast<UringCompletion*>(tag);
     op->result = cqe->res;
     uring_in_flight_--;
@@ -103,6 +143,7 @@ void EventLoop::reap_completions() {
 }
 
 void EventLoop::wait_and_dispatch() {
+  const std::optional<Clock::time_point> deadline = fire_timers();
   if (!ready_.empty()) {
     std::deque<std::coroutine_handle<>> batch;
     batch.swap(ready_);
@@ -120,15 +161,29 @@ void EventLoop::wait_and_dispatch() {
     }
     external = external_work_.load(std::memory_order_relaxed) != 0;
     if (!ring_) {
-      if (!external) raise(EDEADLK, "event loop has nothing to wait for (internal error)");
-      posted_cv_.wait(lock, [this] { return !posted_.empty(); });
+      if (!external && !deadline) raise(EDEADLK, "event loop has nothing to wait for (internal error)");
+      auto posted = [this] { return !posted_.empty(); };
+      if (deadline)
+        posted_cv_.wait_until(lock, *deadline, posted);
+      else
+        posted_cv_.wait(lock, posted);
       return;
     }
   }
-  if (uring_in_flight_ == 0 && !external && io_uring_sq_ready(ring_.get()) == 0)
+  if (uring_in_flight_ == 0 && !external && !deadline && io_uring_sq_ready(ring_.get()) == 0)
     raise(EDEADLK, "event loop has nothing to wait for (internal error)");
   if (external && !wakeup_armed_) arm_wakeup_read();
-  int ret = io_uring_submit_and_wait(ring_.get(), 1);
+  int ret;
+  if (deadline) {
+    const auto wait = std::max(*deadline - Clock::now(), Clock::duration::zero());
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    __kernel_timespec ts{.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    io_uring_cqe* cqe = nullptr;
+    ret = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
+    if (ret == -ETIME) ret = 0;
+  } else {
+    ret = io_uring_submit_and_wait(ring_.get(), 1);
+  }
   if (ret < 0 && ret != -EINTR && ret != -EBUSY) raise_errno(-ret, "io_uring_submit_and_wait");
   reap_completions();
 }

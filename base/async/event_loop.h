@@ -2,17 +2,22 @@
 // (when the kernel allows one) through which drivers submit I/O; submissions
 // are batched and sent when the loop next waits. Work finished on other
 // threads (the thread pool) comes back through post(). When io_uring is
-// unavailable the loop runs on posted completions alone and file I/O goes
-// through the thread pool instead.
+// unavailable the loop runs on posted completions alone, file I/O goes
+// through the thread pool and descriptor readiness through an epoll thread.
+// Timers are the loop's own: the wait for completions ends at the earliest
+// deadline.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <coroutine>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include <liburing.h>
@@ -22,6 +27,7 @@
 namespace keel {
 
 class ThreadPool;
+class FdPoller;
 
 enum class IoBackend { IoUring, Threads };
 
@@ -83,6 +89,22 @@ class EventLoop {
   // Counts work outstanding off-loop so the loop knows it may block.
   void add_external_work() noexcept { external_work_.fetch_add(1, std::memory_order_relaxed); }
 
+  // Waits until `fd` is ready for `events` (POLLIN, POLLOUT) and returns poll's revents (POLLHUP and
+  // POLLERR included). A shutdown() of a socket ends every wait on it: that is how connections are cancelled.
+  Task<short> wait_fd(int fd, short events);
+
+  using Clock = std::chrono::steady_clock;
+  // A coroutine suspended until a deadline (base/async/timer.h).
+  struct TimerWaiter {
+    std::coroutine_handle<> waiter;
+    bool armed = false;  // in the loop's timer queue
+    bool fired = false;
+    std::multimap<Clock::time_point, TimerWaiter*>::iterator at;
+  };
+  void add_timer(TimerWaiter* timer, Clock::time_point deadline);
+  // Takes an armed timer out of the queue; with `resume`, its coroutine continues on the next turn (fired false).
+  void cancel_timer(TimerWaiter* timer, bool resume);
+
  private:
   io_uring_sqe* get_sqe();
   void wait_and_dispatch();
@@ -101,6 +123,11 @@ class EventLoop {
   std::vector<std::coroutine_handle<>> posted_;
   std::atomic<uint64_t> external_work_{0};
 
+  // Moves expired timers to ready_; returns the earliest deadline left, if any.
+  std::optional<Clock::time_point> fire_timers();
+
+  std::multimap<Clock::time_point, TimerWaiter*> timers_;
+  std::unique_ptr<FdPoller> poller_;
   std::unique_ptr<ThreadPool> pool_;
   EventLoop* previous_ = nullptr;
 };

@@ -6,6 +6,8 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <utility>
@@ -92,9 +94,16 @@ class WaitQueue {
 };
 
 // Runs tasks concurrently and joins them; join() rethrows the first failure.
+// Destroying a group whose tasks still run would leave them pointing at it:
+// that aborts with a message instead.
 class TaskGroup {
  public:
   TaskGroup() = default;
+  ~TaskGroup() {
+    if (running_ == 0) return;
+    std::fprintf(stderr, "keel: internal error: a TaskGroup was destroyed with %zu tasks running\n", running_);
+    std::abort();
+  }
   TaskGroup(const TaskGroup&) = delete;
   TaskGroup& operator=(const TaskGroup&) = delete;
 
