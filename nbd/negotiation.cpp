@@ -1,8 +1,8 @@
 #include "nbd/negotiation.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace keel::nbd {
 namespace {
@@ -43,14 +43,16 @@ std::vector<std::byte> Negotiation::feed(std::span<const std::byte> input) {
     pending_.insert(pending_.end(), input.begin(), input.begin() + take);
     input = input.subspan(take);
     if (pending_.size() < target) break;
-    if (state_ == State::NeedClientFlags) process_client_flags();
-    else if (!have_header_) process_option_header(out);
-    else process_option(out);
+    if (state_ == State::NeedClientFlags)
+      process_client_flags();
+    else if (!have_header_)
+      process_option_header(out);
+    else
+      process_option(out);
   }
   // Whatever is left belongs to TLS or the transmission phase; after a close
   // nobody wants it.
-  if (state_ == State::Done || state_ == State::StartTls)
-    leftover_.insert(leftover_.end(), input.begin(), input.end());
+  if (state_ == State::Done || state_ == State::StartTls) leftover_.insert(leftover_.end(), input.begin(), input.end());
   return out;
 }
 
@@ -99,22 +101,29 @@ void Negotiation::process_option(Bytes& out) {
     return append_option_error(out, option, Reply::ErrTlsReqd, "TLS is required");
   }
   switch (static_cast<Option>(option)) {
-    case Option::ExportName: return handle_export_name(payload, out);
+    case Option::ExportName:
+      return handle_export_name(payload, out);
     case Option::Abort:
       // Any payload is ignored, as the spec asks.
       append_ack(out, option);
       return close("client sent NBD_OPT_ABORT");
-    case Option::List: return handle_list(option, payload, out);
-    case Option::StartTls: return handle_starttls(option, payload, out);
+    case Option::List:
+      return handle_list(option, payload, out);
+    case Option::StartTls:
+      return handle_starttls(option, payload, out);
     case Option::Info:
-    case Option::Go: return handle_info(option, payload, out);
-    case Option::StructuredReply: return handle_structured_reply(option, payload, out);
+    case Option::Go:
+      return handle_info(option, payload, out);
+    case Option::StructuredReply:
+      return handle_structured_reply(option, payload, out);
     case Option::ListMetaContext:
-    case Option::SetMetaContext: return handle_meta_context(option, payload, out);
+    case Option::SetMetaContext:
+      return handle_meta_context(option, payload, out);
     case Option::ExtendedHeaders:
       if (opts_.offer_extended_headers) return handle_extended_headers(option, payload, out);
       break;
-    case Option::PeekExport: break;
+    case Option::PeekExport:
+      break;
   }
   append_option_error(out, option, Reply::ErrUnsup, fmt::format("{} is not supported", option_name(option)));
 }
@@ -185,8 +194,7 @@ void Negotiation::handle_structured_reply(uint32_t option, std::span<const std::
 void Negotiation::handle_extended_headers(uint32_t option, std::span<const std::byte> payload, Bytes& out) {
   if (!payload.empty())
     return append_option_error(out, option, Reply::ErrInvalid, "NBD_OPT_EXTENDED_HEADERS takes no data");
-  if (extended_)
-    return append_option_error(out, option, Reply::ErrInvalid, "extended headers are already negotiated");
+  if (extended_) return append_option_error(out, option, Reply::ErrInvalid, "extended headers are already negotiated");
   extended_ = true;
   append_ack(out, option);
 }
@@ -199,8 +207,9 @@ void Negotiation::handle_meta_context(uint32_t option, std::span<const std::byte
     selected_for_ = nullptr;
   }
   if (!structured_ && !extended_)
-    return append_option_error(out, option, Reply::ErrInvalid,
-                               fmt::format("{} needs structured replies or extended headers first", option_name(option)));
+    return append_option_error(
+        out, option, Reply::ErrInvalid,
+        fmt::format("{} needs structured replies or extended headers first", option_name(option)));
   Parsed<MetaContextRequest> parsed = parse_meta_context_request(payload, opts_.limits.max_meta_queries);
   if (auto* err = std::get_if<OptionError>(&parsed)) return append_option_error(out, option, err->reply, err->message);
   const MetaContextRequest& request = std::get<MetaContextRequest>(parsed);
@@ -223,8 +232,9 @@ void Negotiation::handle_meta_context(uint32_t option, std::span<const std::byte
       append_meta_context_reply(replies, option, id, context);
       selected.emplace_back(id, context);
     } else {
-      bool listed = request.queries.empty() || std::any_of(request.queries.begin(), request.queries.end(),
-                                                           [&](const auto& q) { return list_query_matches(q, context); });
+      bool listed =
+          request.queries.empty() || std::any_of(request.queries.begin(), request.queries.end(),
+                                                 [&](const auto& q) { return list_query_matches(q, context); });
       // LIST replies carry id 0: the spec reserves it there.
       if (listed) append_meta_context_reply(replies, option, 0, context);
     }

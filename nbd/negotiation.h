@@ -143,8 +143,8 @@ class Negotiation {
   NegotiationOptions opts_;
   State state_ = State::NeedClientFlags;
 
-  Bytes pending_;                // the part of the current message received so far
-  bool have_header_ = false;     // pending_ holds the payload of header_, not a header
+  Bytes pending_;             // the part of the current message received so far
+  bool have_header_ = false;  // pending_ holds the payload of header_, not a header
   OptionHeader header_{};
   size_t options_seen_ = 0;
   bool fixed_newstyle_ = false;  // the client set NBD_FLAG_C_FIXED_NEWSTYLE

@@ -12,8 +12,8 @@
 namespace keel::nbd {
 
 // Magic numbers, all sent big-endian.
-inline constexpr uint64_t kNbdMagic = 0x4e42444d41474943;   // "NBDMAGIC"
-inline constexpr uint64_t kIHaveOpt = 0x49484156454f5054;   // "IHAVEOPT": newstyle greeting and every option
+inline constexpr uint64_t kNbdMagic = 0x4e42444d41474943;  // "NBDMAGIC"
+inline constexpr uint64_t kIHaveOpt = 0x49484156454f5054;  // "IHAVEOPT": newstyle greeting and every option
 inline constexpr uint64_t kOptionReplyMagic = 0x3e889045565a9;
 inline constexpr uint32_t kRequestMagic = 0x25609513;
 inline constexpr uint32_t kExtendedRequestMagic = 0x21e41c71;

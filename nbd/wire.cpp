@@ -214,7 +214,8 @@ void append_option_error(Bytes& out, uint32_t option, Reply error, std::string_v
 std::variant<Request, RequestError> parse_request(std::span<const std::byte> header, HeaderMode mode) {
   const bool extended = mode == HeaderMode::Extended;
   if (header.size() != request_header_size(mode))
-    return RequestError{fmt::format("request header is {} bytes, expected {}", header.size(), request_header_size(mode))};
+    return RequestError{
+        fmt::format("request header is {} bytes, expected {}", header.size(), request_header_size(mode))};
   Cursor c(header);
   uint32_t magic;
   Request r;

@@ -21,9 +21,9 @@ namespace keel::nbd {
 
 using Bytes = std::vector<std::byte>;
 
-inline constexpr size_t kGreetingSize = 18;       // NBDMAGIC, IHAVEOPT, u16 handshake flags
+inline constexpr size_t kGreetingSize = 18;  // NBDMAGIC, IHAVEOPT, u16 handshake flags
 inline constexpr size_t kClientFlagsSize = 4;
-inline constexpr size_t kOptionHeaderSize = 16;   // IHAVEOPT, u32 option, u32 length
+inline constexpr size_t kOptionHeaderSize = 16;  // IHAVEOPT, u32 option, u32 length
 inline constexpr size_t kOptionReplyHeaderSize = 20;
 inline constexpr size_t kExportNameZeroes = 124;  // reserved padding after the EXPORT_NAME reply
 inline constexpr size_t kCompactRequestSize = 28;
