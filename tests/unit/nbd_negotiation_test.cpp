@@ -570,3 +570,23 @@ TEST(NbdNegotiation, NothingHappensAfterClose) {
   EXPECT_TRUE(n.feed(option(kOptList).get()).empty());
   EXPECT_TRUE(n.take_leftover().empty());
 }
+
+TEST(NbdNegotiation, FlagsSentFollowWhatWasNegotiated) {
+  // SEND_DF | BLOCK_STAT_PAYLOAD, and HAS_FLAGS forgotten by the caller.
+  ExportDescription e{.name = "x", .transmission_flags = 0x0080 | 0x1000};
+  auto flags_after = [&](const Wire& options) {
+    Negotiation n({e}, {});
+    n.feed(Wire().bytes(client_flags()).bytes(options).bytes(option(kOptGo, info_payload("x"))).get());
+    EXPECT_EQ(n.state(), State::Done);
+    return n.result().transmission_flags;
+  };
+  EXPECT_EQ(flags_after(Wire()), 0x0001);
+  EXPECT_EQ(flags_after(option(kOptStructured)), 0x0081);
+  EXPECT_EQ(flags_after(option(kOptExtended)), 0x1081);
+}
+
+TEST(NbdNegotiation, ExportNameLongerThanTheStringLimitCloses) {
+  auto c = converse(Wire().bytes(client_flags()).bytes(option(kOptExportName, Wire().str(std::string(4097, 'a')))));
+  EXPECT_EQ(c.state, State::Closed);
+  EXPECT_NE(c.close_reason.find("4096"), std::string::npos);
+}
