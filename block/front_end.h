@@ -9,15 +9,10 @@
 #include <span>
 
 #include "base/async/task.h"
+#include "block/backend.h"
 #include "block/node.h"
 
 namespace keel::block {
-
-// Raises EIO unless [offset, offset + length) lies within the node.
-void check_request(const BlockNode& node, int64_t offset, int64_t length);
-
-// Raises EINVAL for a size past the largest qemu allows an image (2^63 - 1 GiB).
-void check_image_size(uint64_t size);
 
 // Checks the range, then writes `data` compressed cluster by cluster. As in
 // qemu, it must start on a cluster boundary and cover whole clusters, or end

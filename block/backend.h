@@ -1,0 +1,75 @@
+// BlockBackend: the one object a front end holds (keel-io, an NBD export, a
+// guest disk, a job), as qemu's BlockBackend. It owns the root node of a graph
+// and is where every request is checked once, before any driver sees it:
+//   - range (EIO outside the image, as qemu) and alignment (EINVAL);
+//   - read-only (EPERM for any write);
+//   - pieces no longer than the root's max transfer;
+//   - FUA done as write + flush where the root cannot do it itself;
+//   - requests in flight counted, so drain() can wait for them all.
+// A backend serves the loop it was created on.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "base/async/sync.h"
+#include "base/async/task.h"
+#include "block/limits.h"
+#include "block/node.h"
+
+namespace keel::block {
+
+struct BackendOptions {
+  bool read_only = false;  // refuse writes even if the node is writable (qemu-nbd -r)
+};
+
+class BlockBackend {
+ public:
+  BlockBackend(std::unique_ptr<BlockNode> root, BackendOptions options = {});
+  ~BlockBackend();
+  BlockBackend(const BlockBackend&) = delete;
+  BlockBackend& operator=(const BlockBackend&) = delete;
+
+  BlockNode& root() const noexcept { return *root_; }
+  uint64_t size() const { return root_->size(); }
+  bool writable() const noexcept { return !options_.read_only && root_->writable(); }
+  // The root's limits, with writes off when the backend is read-only.
+  const Limits& limits() const noexcept { return limits_; }
+
+  Task<void> read(uint64_t offset, std::span<std::byte> buffer);
+  Task<void> write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags = {});
+  Task<void> write_zeroes(uint64_t offset, uint64_t length, ZeroFlags flags = {}, WriteFlags write_flags = {});
+  Task<void> discard(uint64_t offset, uint64_t length);
+  Task<void> flush();
+  Task<BlockStatus> block_status(uint64_t offset, uint64_t length);
+  // Whole clusters, compressed (the last may end at the end of the image).
+  Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data);
+  Task<void> truncate(uint64_t size, Preallocation prealloc);
+
+  size_t in_flight() const noexcept { return in_flight_; }
+  // Waits until no request is in flight.
+  Task<void> drain();
+  // Drains, then writes back the root's metadata; the backend stays usable.
+  Task<void> close();
+
+ private:
+  class InFlight;
+  void check_range(uint64_t offset, uint64_t length) const;
+  void check_alignment(uint64_t offset, uint64_t length) const;
+  void check_writable() const;
+
+  std::unique_ptr<BlockNode> root_;
+  BackendOptions options_;
+  Limits limits_;
+  size_t in_flight_ = 0;
+  WaitQueue idle_;
+};
+
+// Raises EIO unless [offset, offset + length) lies within the node (signed, for front ends that parse signed numbers).
+void check_request(const BlockNode& node, int64_t offset, int64_t length);
+
+// Raises EINVAL for a size past the largest qemu allows an image (2^63 - 1 GiB).
+void check_image_size(uint64_t size);
+
+}  // namespace keel::block
