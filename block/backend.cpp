@@ -91,7 +91,7 @@ Task<void> BlockBackend::discard(uint64_t offset, uint64_t length) {
   check_writable();
   check_range(offset, length);
   check_alignment(offset, length);
-  co_await root_->discard(offset, length);
+  if (options_.discard) co_await root_->discard(offset, length);
 }
 
 Task<void> BlockBackend::flush() {

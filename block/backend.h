@@ -22,6 +22,7 @@ namespace keel::block {
 
 struct BackendOptions {
   bool read_only = false;  // refuse writes even if the node is writable (qemu-nbd -r)
+  bool discard = true;     // false: discard requests succeed and do nothing (qemu's discard=ignore)
 };
 
 class BlockBackend {

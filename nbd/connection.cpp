@@ -1,0 +1,215 @@
+#include "nbd/connection.h"
+
+#include "base/async/timer.h"
+#include "base/error.h"
+
+namespace keel::nbd {
+
+namespace {
+
+// Ends the connection when the handshake is not over by its deadline; the timer is cancelled when it is.
+Task<void> watch_handshake(Timer* timer, std::chrono::milliseconds limit, Transport* transport, std::string* reason) {
+  if (co_await timer->sleep_for(limit)) {
+    *reason = "handshake timed out";
+    transport->shutdown();
+  }
+}
+
+}  // namespace
+
+Connection::Connection(Socket socket, const ServerConfig& config)
+    : socket_(std::move(socket)),
+      config_(config),
+      transport_(std::make_unique<SocketTransport>(socket_)),
+      reader_(*transport_) {}
+
+Connection::~Connection() = default;
+
+void Connection::shutdown() noexcept { transport_->shutdown(); }
+
+Task<void> Connection::serve() {
+  bool negotiated = false;
+  {
+    Timer timer;
+    TaskGroup watchdog;
+    if (config_.limits.handshake_limit.count() > 0)
+      watchdog.spawn(watch_handshake(&timer, config_.limits.handshake_limit, transport_.get(), &end_reason_));
+    try {
+      negotiated = co_await negotiate();
+    } catch (const Error& e) {
+      if (end_reason_.empty()) end_reason_ = e.message();
+    }
+    timer.cancel();
+    co_await watchdog.join();
+  }
+  if (negotiated && end_reason_.empty()) co_await transmission();
+  transport_->shutdown();
+}
+
+Task<bool> Connection::negotiate() {
+  std::vector<ExportDescription> offered;
+  for (const Export* e : config_.exports) offered.push_back(e->description());
+  Negotiation negotiation(std::move(offered), config_.negotiation);
+  co_await send_bytes(negotiation.greeting());
+  std::vector<std::byte> input(4096);
+  for (;;) {
+    switch (negotiation.state()) {
+      case Negotiation::State::NeedClientFlags:
+      case Negotiation::State::NeedOption: {
+        const size_t n = co_await transport_->read_some(input);
+        if (n == 0) {
+          if (end_reason_.empty()) end_reason_ = "client disconnected during the handshake";
+          co_return false;
+        }
+        const Bytes reply = negotiation.feed(std::span(input).first(n));
+        if (!reply.empty()) co_await send_bytes(reply);
+        break;
+      }
+      case Negotiation::State::StartTls:
+        // Unreachable without TLS credentials: the negotiation refuses STARTTLS then.
+        end_reason_ = "STARTTLS without TLS credentials";
+        co_return false;
+      case Negotiation::State::Closed:
+        end_reason_ = negotiation.close_reason();
+        co_return false;
+      case Negotiation::State::Done: {
+        negotiated_ = negotiation.result();
+        for (Export* e : config_.exports)
+          if (e->settings().name == negotiated_.export_->name) export_ = e;
+        negotiated_.export_ = nullptr;  // it points into the negotiation, which ends here
+        const std::vector<std::byte> leftover = negotiation.take_leftover();
+        reader_.prepend(leftover);
+        co_return export_ != nullptr;
+      }
+    }
+  }
+}
+
+Task<void> Connection::transmission() {
+  structured_ = negotiated_.structured_replies;
+  mode_ = negotiated_.header_mode();
+  for (const auto& [id, name] : negotiated_.meta_contexts) {
+    if (name == kBaseAllocation) allocation_id_ = id;
+    if (name == kAllocationDepth) depth_id_ = id;
+  }
+  try {
+    for (;;) {
+      Request request;
+      std::vector<std::byte> payload;
+      if (!co_await receive_request(request, payload)) break;
+      requests_.spawn(handle(request, std::move(payload)));
+    }
+  } catch (const Error& e) {
+    if (end_reason_.empty()) end_reason_ = e.message();
+  }
+  // handle() reports its own failures, so the join cannot throw.
+  co_await requests_.join();
+}
+
+Task<void> Connection::wait_for_credit(uint64_t bytes) {
+  const ConnectionLimits& limits = config_.limits;
+  // One request bigger than the byte budget still runs, alone.
+  while (in_flight_ >= limits.max_requests_in_flight || (buffered_ > 0 && buffered_ + bytes > limits.max_buffered_bytes))
+    co_await credit_.wait();
+  in_flight_++;
+  buffered_ += bytes;
+}
+
+void Connection::return_credit(uint64_t bytes) {
+  in_flight_--;
+  buffered_ -= bytes;
+  credit_.notify_all();
+}
+
+Task<bool> Connection::receive_request(Request& request, std::vector<std::byte>& payload) {
+  std::byte header[kExtendedRequestSize];
+  const auto bytes = std::span(header).first(request_header_size(mode_));
+  if (broken_ || !co_await reader_.read_exact(bytes)) co_return false;
+  auto parsed = parse_request(bytes, mode_);
+  if (auto* bad = std::get_if<RequestError>(&parsed)) {
+    end_reason_ = bad->message;
+    co_return false;
+  }
+  request = std::get<Request>(parsed);
+  if (request.type == static_cast<uint16_t>(Command::Disc)) co_return false;
+  const bool write = request.type == static_cast<uint16_t>(Command::Write);
+  const bool read = request.type == static_cast<uint16_t>(Command::Read);
+  const uint32_t error = validate(request);
+  if (write && error) {
+    // The payload follows even a refused write; it is read past, not kept.
+    co_await reader_.skip(request.length);
+    co_await wait_for_credit(0);
+    co_return true;
+  }
+  co_await wait_for_credit(!error && (read || write) ? request.length : 0);
+  if (write && !error) {
+    payload.resize(request.length);
+    if (!co_await reader_.read_exact(payload)) raise(ECONNRESET, "connection closed in a write's payload");
+  }
+  co_return true;
+}
+
+uint32_t Connection::validate(const Request& r) const {
+  namespace cf = command_flag;
+  const uint64_t size = export_->backend().size();
+  const bool writable = export_->backend().writable();
+  const bool in_range = r.offset <= size && r.length <= size - r.offset;
+  uint16_t allowed = 0;
+  bool writes = false;
+  switch (static_cast<Command>(r.type)) {
+    case Command::Read:
+      allowed = structured_ ? cf::kDf : 0;
+      if (r.length > kMaxRequestBytes) return error::kInval;
+      break;
+    case Command::Write:
+      allowed = cf::kFua;
+      writes = true;
+      if (r.length > kMaxRequestBytes) return error::kInval;
+      break;
+    case Command::WriteZeroes:
+      allowed = cf::kFua | cf::kNoHole | cf::kFastZero;
+      writes = true;
+      break;
+    case Command::Trim:
+      allowed = cf::kFua;
+      writes = true;
+      break;
+    case Command::Flush:
+      return r.flags == 0 ? 0 : error::kInval;
+    case Command::Cache:
+      break;
+    case Command::BlockStatus:
+      allowed = cf::kReqOne;
+      if (!allocation_id_ && !depth_id_) return error::kInval;
+      break;
+    default:
+      return error::kInval;
+  }
+  if (r.flags & ~allowed) return error::kInval;
+  if (writes && !writable) return error::kPerm;
+  // As qemu: a write past the end is "no space", anything else past it invalid.
+  if (!in_range)
+    return writes && r.type != static_cast<uint16_t>(Command::Trim) ? error::kNoSpc : error::kInval;
+  return 0;
+}
+
+Task<void> Connection::handle(Request request, std::vector<std::byte> payload) {
+  const bool read = request.type == static_cast<uint16_t>(Command::Read);
+  const bool write = request.type == static_cast<uint16_t>(Command::Write);
+  const uint32_t error = validate(request);
+  const uint64_t credit = !error && (read || write) ? request.length : 0;
+  try {
+    if (error)
+      co_await reply_error(request, error, "invalid request");
+    else
+      co_await execute(request, payload);
+  } catch (const Error& e) {
+    // A reply that cannot be sent ends the connection; others are already sent by execute().
+    if (end_reason_.empty()) end_reason_ = e.message();
+    broken_ = true;
+    transport_->shutdown();
+  }
+  return_credit(credit);
+}
+
+}  // namespace keel::nbd

@@ -1,0 +1,38 @@
+// keel-nbd's command line, qemu-nbd's options, parsed into what the server needs.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "block/image_options.h"
+
+namespace keel::nbdtool {
+
+struct CommandLine {
+  block::ImageOptions image;
+  std::string image_name;  // FILE as given
+  bool image_opts = false;
+  bool snapshot = false;  // -s
+  bool discard_unmap = false;
+
+  std::string export_name;
+  std::string description;
+  bool allocation_depth = false;
+
+  std::optional<std::string> socket_path;  // -k
+  std::string bind = "0.0.0.0";
+  std::string port = "10809";
+  size_t shared = 1;
+  bool persistent = false;
+  bool fork = false;
+  std::optional<std::string> pid_file;
+  std::chrono::milliseconds handshake_limit{10000};
+};
+
+// Parses argv; prints --help or --version and throws tools::ExitStatus(0) for those, raises keel::Error
+// (qemu-nbd's wording) for a bad command line.
+CommandLine parse_command_line(int argc, char** argv);
+
+}  // namespace keel::nbdtool
