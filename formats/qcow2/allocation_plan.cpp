@@ -61,8 +61,10 @@ void plan_new_run(const Geometry& geo, AllocationPlan& plan) {
   const uint64_t last_start = (plan.clusters() - 1) * geo.cluster_size;
   plan.write_begin = align_down(data_begin, grain);
   plan.write_end = last_start + align_up(data_end - last_start, grain);
+  // An empty tail may start at the end of its cluster: it has no subcluster to ask about.
   plan.head = {plan.write_begin, data_begin, read_from_backing(geo, plan.old.front(), plan.write_begin)};
-  plan.tail = {data_end, plan.write_end, read_from_backing(geo, plan.old.back(), data_end - last_start)};
+  plan.tail = {data_end, plan.write_end,
+               data_end < plan.write_end && read_from_backing(geo, plan.old.back(), data_end - last_start)};
 }
 
 }  // namespace

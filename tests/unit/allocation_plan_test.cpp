@@ -52,6 +52,7 @@ TEST(AllocationPlan, UnallocatedClustersBecomeOneRunPaddedToWholeClusters) {
   EXPECT_EQ(p.head.end, 1000u);
   EXPECT_TRUE(p.head.from_backing);
   EXPECT_EQ(p.tail.length(), 0u);
+  EXPECT_FALSE(p.tail.from_backing);
   EXPECT_EQ(t.asked, (std::vector<uint64_t>{0, 1, 2, 3, 4}));
   EXPECT_EQ(p.new_entry(geo, 2, 0x100000).word, (0x100000 + 2 * kCluster) | kFlagCopied);
 }
