@@ -14,6 +14,8 @@
 
 #include "base/async/sync.h"
 #include "block/format.h"
+#include "block/range_lock.h"
+#include "formats/qcow2/allocation_plan.h"
 #include "formats/qcow2/corruption.h"
 #include "formats/qcow2/header.h"
 #include "formats/qcow2/layout.h"
@@ -109,8 +111,21 @@ class Qcow2Node final : public block::BlockNode {
   Task<bool> backing_allocated(uint64_t from, uint64_t to);
   // Fills part of a new cluster, at guest `guest` and host `host`, with what it read before a write.
   Task<void> fill_cow(uint64_t guest, uint64_t host, uint64_t length, bool from_backing);
-  // One pass of write(): handles clusters from `offset` within one L2 table and returns bytes consumed.
+  // One pass of write(): plans the clusters from `offset` within one L2 table, carries the plan out
+  // and returns the bytes it wrote. The helpers each carry out one kind of plan, taking `data` (the
+  // plan's bytes) and the metadata lock's guard, which they release for the data I/O and retake.
   Task<uint64_t> write_step(uint64_t offset, std::span<const std::byte> data);
+  Task<void> write_in_place(const AllocationPlan& plan, std::span<const std::byte> data, CoMutex::Guard& guard);
+  Task<void> write_subclusters(const AllocationPlan& plan, std::span<const std::byte> data,
+                               block::RangeLock::Guard& clusters, CoMutex::Guard& guard);
+  Task<void> write_new_clusters(const AllocationPlan& plan, std::span<const std::byte> data,
+                                block::RangeLock::Guard& clusters, CoMutex::Guard& guard);
+  // The data I/O of write_new_clusters(), to the new host clusters from `host`.
+  Task<void> write_allocated_run(const AllocationPlan& plan, std::span<const std::byte> data, uint64_t host);
+  Task<void> write_copied_cluster(const AllocationPlan& plan, std::span<const std::byte> data, uint64_t host);
+  Task<void> read_cluster_contents(const L2Entry& e, uint64_t guest, std::span<std::byte> cluster);
+  // Queues the host cluster (or compressed bytes) an entry pointed at for freeing.
+  void free_clusters_of(const L2Entry& was);
 
   // Zeroing and discard (write_path.cpp). An EntryRule gives the new L2
   // entry of a whole cluster, or nullopt to leave it.
@@ -134,8 +149,9 @@ class Qcow2Node final : public block::BlockNode {
   Task<bool> zero_piece(uint64_t offset, uint64_t end, bool may_unmap);
   Task<bool> reads_as_zeros(uint64_t from, uint64_t to);
 
-  Task<void> wait_in_flight(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard);
-  void end_in_flight(uint64_t first_cluster);
+  // Waits, releasing the metadata lock meanwhile, until no request writes [first_cluster, +count) with
+  // the lock released, for a caller that then changes their entries under the lock alone.
+  Task<void> wait_for_allocations(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard);
 
   // Each request first checks that the image can serve it: not refused
   // (encryption, data file) and not put out of use by a corruption.
@@ -156,12 +172,9 @@ class Qcow2Node final : public block::BlockNode {
   std::unique_ptr<MetadataCache> refblock_cache_;
   std::unique_ptr<Refcounts> refcounts_;
   CoMutex meta_lock_;
-  struct InFlight {
-    uint64_t first;
-    uint64_t count;
-  };
-  std::vector<InFlight> in_flight_;
-  WaitQueue in_flight_done_;
+  // Guest clusters (by index) that writes hold while their data goes to the
+  // file with meta_lock_ released; taken and released under meta_lock_.
+  block::RangeLock allocations_;
   SnapshotTable snapshots_;
   std::vector<BitmapInfo> bitmaps_;
   std::optional<std::string> io_refusal_;  // why guest I/O is refused (encryption, external data file)

@@ -1,7 +1,6 @@
-// The qcow2 write path: guest writes (in place, into fresh clusters, into
-// unallocated subclusters, or by copying a cluster), zeroing and discard,
-// compressed cluster writes, and the in-flight tracking that keeps two
-// requests from allocating the same guest cluster.
+// The qcow2 write path: guest writes, carried out from an AllocationPlan (in
+// place, into fresh clusters, into unallocated subclusters, or by copying a
+// cluster), zeroing and discard, and compressed cluster writes.
 #include <algorithm>
 #include <cstring>
 
@@ -27,23 +26,16 @@ void check_write_target(uint64_t host, uint64_t guest, uint64_t cluster_size) {
 
 }  // namespace
 
-Task<void> Qcow2Node::wait_in_flight(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard) {
-  for (;;) {
-    const bool overlap = std::any_of(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) {
-      return f.first < first_cluster + count && first_cluster < f.first + f.count;
-    });
-    if (!overlap) co_return;
-    guard.unlock();
-    co_await in_flight_done_.wait();
-    guard = co_await meta_lock_.lock();
-  }
+Task<void> Qcow2Node::wait_for_allocations(uint64_t first_cluster, uint64_t count, CoMutex::Guard& guard) {
+  co_await allocations_.wait_unheld(first_cluster, first_cluster + count, block::RangeLock::Mode::Exclusive,
+                                    meta_lock_, guard);
 }
 
-void Qcow2Node::end_in_flight(uint64_t first_cluster) {
-  auto it =
-      std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) { return f.first == first_cluster; });
-  if (it != in_flight_.end()) in_flight_.erase(it);
-  in_flight_done_.notify_all();
+void Qcow2Node::free_clusters_of(const L2Entry& was) {
+  if (was.kind(geo_) == ClusterKind::Compressed)
+    refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
+  else if (was.host_offset())
+    refcounts_->free_later(was.host_offset(), geo_.cluster_size);
 }
 
 Task<void> Qcow2Node::mark_dirty_for_lazy_refcounts() {
@@ -73,212 +65,143 @@ Task<void> Qcow2Node::fill_cow(uint64_t guest, uint64_t host, uint64_t length, b
   co_await file_->write(host, copy.span());
 }
 
-// Writes as much of `data` (at guest `offset`) as falls into one of four
-// cases, and returns how many bytes that was:
-//  1. clusters already allocated to this image alone: write in place;
-//  2. clusters with no host cluster: allocate a contiguous run and write;
-//  3. one cluster of this image's own with extended L2, where some written
-//     subclusters are not allocated yet: write them in place, then mark them;
-//  4. one cluster that needs a copy first (compressed, shared with a
-//     snapshot, or zeroed with its host cluster kept): merge and rewrite.
+// Writes as much of `data` (at guest `offset`) as one plan covers (see
+// allocation_plan.h) and returns how many bytes that was. The guest clusters
+// are held in `allocations_` while the plan is made, then only those the
+// step gives new data to with the metadata lock released, so no other request
+// maps or allocates them meanwhile.
 Task<uint64_t> Qcow2Node::write_step(uint64_t offset, std::span<const std::byte> data) {
   auto guard = co_await meta_lock_.lock();
   const uint64_t l1_index = geo_.l1_index(offset);
   const uint64_t end = std::min<uint64_t>(offset + data.size(), (l1_index + 1) * geo_.bytes_per_l2());
-  const uint64_t first_cluster = offset >> geo_.cluster_bits;
-  const uint64_t last_cluster = (end - 1) >> geo_.cluster_bits;
-  co_await wait_in_flight(first_cluster, last_cluster - first_cluster + 1, guard);
+  block::RangeLock::Guard clusters = co_await allocations_.lock(
+      offset >> geo_.cluster_bits, ((end - 1) >> geo_.cluster_bits) + 1, block::RangeLock::Mode::Exclusive,
+      meta_lock_, guard);
   co_await mark_dirty_for_lazy_refcounts();
   auto table = co_await get_l2(l1_index, true);
-
-  enum class Case { InPlace, Fresh, Subclusters, Copy };
-  auto classify = [&](uint64_t cluster) -> Case {
+  const AllocationPlan plan = plan_allocation(geo_, offset, end, [&](uint64_t cluster) {
     const uint64_t index = geo_.l2_index(cluster << geo_.cluster_bits);
     const L2Entry e = load_entry(table, index);
     check_bitmap(e, table.offset(), index, true);
-    const ClusterKind kind = e.kind(geo_);
-    if (kind == ClusterKind::Normal && e.copied()) {
-      if (!geo_.extended_l2) return Case::InPlace;
-      const uint64_t start = cluster << geo_.cluster_bits;
-      const uint64_t lo = std::max(offset, start) - start;
-      const uint64_t hi = std::min(end, start + geo_.cluster_size) - start;
-      const uint64_t mask = subcluster_mask(geo_, lo, hi);
-      return (e.bitmap & mask) == mask ? Case::InPlace : Case::Subclusters;
-    }
-    if (kind == ClusterKind::Unallocated || kind == ClusterKind::ZeroPlain) return Case::Fresh;
-    return Case::Copy;
-  };
-
-  const Case first_case = classify(first_cluster);
-  uint64_t run_end = first_cluster + 1;
-  if (first_case == Case::InPlace || first_case == Case::Fresh) {
-    while (run_end <= last_cluster && classify(run_end) == first_case) {
-      if (first_case == Case::InPlace) {
-        // In-place runs continue only while host clusters are contiguous.
-        const L2Entry prev = load_entry(table, geo_.l2_index((run_end - 1) << geo_.cluster_bits));
-        const L2Entry next = load_entry(table, geo_.l2_index(run_end << geo_.cluster_bits));
-        if (next.host_offset() != prev.host_offset() + geo_.cluster_size) break;
-      }
-      run_end++;
-    }
+    return e;
+  });
+  // In-place writes change no metadata: they need not hold their clusters.
+  const uint64_t held = plan.kind == AllocationPlan::Kind::InPlace ? 0 : plan.clusters();
+  clusters.shrink_to(plan.first_cluster, plan.first_cluster + held);
+  data = data.first(plan.length());
+  switch (plan.kind) {
+    case AllocationPlan::Kind::InPlace: co_await write_in_place(plan, data, guard); break;
+    case AllocationPlan::Kind::Subclusters: co_await write_subclusters(plan, data, clusters, guard); break;
+    case AllocationPlan::Kind::Allocate:
+    case AllocationPlan::Kind::Copy: co_await write_new_clusters(plan, data, clusters, guard); break;
   }
-  const uint64_t step_end = std::min(end, run_end << geo_.cluster_bits);
-  const uint64_t length = step_end - offset;
-  std::span<const std::byte> step_data = data.first(length);
+  co_return plan.length();
+}
 
-  if (first_case == Case::InPlace) {
-    check_write_target(load_entry(table, geo_.l2_index(offset)).host_offset(), offset, geo_.cluster_size);
-    const uint64_t host = load_entry(table, geo_.l2_index(offset)).host_offset() + geo_.cluster_offset_in(offset);
-    if ((host + length - 1) >> geo_.cluster_bits >= refcounts_->end_cluster())
-      raise_corruption("Data cluster at {:#x} lies beyond the end of the image", geo_.cluster_start(host));
-    check_metadata_overlap(host, length);
-    guard.unlock();
-    co_await file_->write(host, step_data);
-    co_return length;
-  }
-
-  if (first_case == Case::Subclusters) {
-    const uint64_t start = first_cluster << geo_.cluster_bits;
-    const uint64_t index = geo_.l2_index(start);
-    const L2Entry e = load_entry(table, index);
-    check_write_target(e.host_offset(), offset, geo_.cluster_size);
-    // Edge subclusters that held no data are written whole: the new bytes
-    // amid what the subclusters read before (zeros, or the backing file's data).
-    const uint64_t lo = offset - start;
-    const uint64_t hi = step_end - start;
-    const unsigned first_sc = static_cast<unsigned>(lo / geo_.subcluster_size);
-    const unsigned last_sc = static_cast<unsigned>((hi - 1) / geo_.subcluster_size);
-    const uint64_t write_lo =
-        subcluster_kind(e, geo_, first_sc) == SubclusterKind::Data ? lo : first_sc * geo_.subcluster_size;
-    const uint64_t write_hi =
-        subcluster_kind(e, geo_, last_sc) == SubclusterKind::Data ? hi : (last_sc + 1) * geo_.subcluster_size;
-    if (e.host_offset() >> geo_.cluster_bits >= refcounts_->end_cluster())
-      raise_corruption("Data cluster at {:#x} lies beyond the end of the image", e.host_offset());
-    check_metadata_overlap(e.host_offset(), geo_.cluster_size);
-    AlignedBuffer padded(write_hi - write_lo);
-    std::memcpy(padded.data() + (lo - write_lo), step_data.data(), length);
-    in_flight_.push_back({first_cluster, 1});
-    guard.unlock();
-    std::exception_ptr error;
-    try {
-      if (lo > write_lo && subcluster_kind(e, geo_, first_sc) == SubclusterKind::Unallocated)
-        co_await read_backing(start + write_lo, padded.span(0, lo - write_lo));
-      if (write_hi > hi && subcluster_kind(e, geo_, last_sc) == SubclusterKind::Unallocated)
-        co_await read_backing(start + hi, padded.span(hi - write_lo, write_hi - hi));
-      co_await file_->write(e.host_offset() + write_lo, padded.span());
-    } catch (...) {
-      error = std::current_exception();
-    }
-    guard = co_await meta_lock_.lock();
-    end_in_flight(first_cluster);
-    if (error) std::rethrow_exception(error);
-    table = co_await get_l2(l1_index, true);
-    L2Entry now = load_entry(table, index);
-    const uint64_t alloc = subcluster_mask(geo_, lo, hi);
-    now.bitmap = (now.bitmap | alloc) & ~(alloc << 32);
-    store_entry(table, index, now);
-    co_return length;
-  }
-
-  const uint64_t count = run_end - first_cluster;
-  const uint64_t first_start = first_cluster << geo_.cluster_bits;
-  const uint64_t last_start = (run_end - 1) << geo_.cluster_bits;
-  std::vector<L2Entry> old(count);
-  for (uint64_t i = 0; i < count; i++) old[i] = load_entry(table, geo_.l2_index(first_start + i * geo_.cluster_size));
-
-  // What to write within the first and last cluster. Fresh clusters are
-  // padded to whole clusters, or to whole subclusters with extended L2 (the
-  // bitmap marks the rest unallocated), with what the padding read before:
-  // zeros, or the backing file's data. A copy covers the whole cluster.
-  uint64_t lo = offset - first_start;
-  uint64_t hi = step_end - last_start;
-  if (first_case == Case::Fresh) {
-    const uint64_t grain = geo_.extended_l2 ? geo_.subcluster_size : geo_.cluster_size;
-    lo = align_down(lo, grain);
-    hi = align_up(hi, grain);
-  } else {
-    lo = 0;
-    hi = geo_.cluster_size;
-  }
-
-  const uint64_t host = co_await refcounts_->allocate_clusters(count);
-  // Only damaged refcounts can hand out metadata clusters; refuse to overwrite them.
-  check_metadata_overlap(host, count * geo_.cluster_size);
-  in_flight_.push_back({first_cluster, count});
+Task<void> Qcow2Node::write_in_place(const AllocationPlan& plan, std::span<const std::byte> data,
+                                     CoMutex::Guard& guard) {
+  const uint64_t cluster = plan.old[0].host_offset();
+  check_write_target(cluster, plan.offset, geo_.cluster_size);
+  const uint64_t host = cluster + plan.data_begin(geo_);
+  if ((host + data.size() - 1) >> geo_.cluster_bits >= refcounts_->end_cluster())
+    raise_corruption("Data cluster at {:#x} lies beyond the end of the image", geo_.cluster_start(host));
+  check_metadata_overlap(host, data.size());
   guard.unlock();
+  co_await file_->write(host, data);
+}
 
+Task<void> Qcow2Node::write_subclusters(const AllocationPlan& plan, std::span<const std::byte> data,
+                                        block::RangeLock::Guard& clusters, CoMutex::Guard& guard) {
+  const uint64_t cluster = plan.old[0].host_offset();
+  check_write_target(cluster, plan.offset, geo_.cluster_size);
+  if (cluster >> geo_.cluster_bits >= refcounts_->end_cluster())
+    raise_corruption("Data cluster at {:#x} lies beyond the end of the image", cluster);
+  check_metadata_overlap(cluster, geo_.cluster_size);
+  AlignedBuffer padded(plan.write_end - plan.write_begin);
+  std::memcpy(padded.data() + (plan.data_begin(geo_) - plan.write_begin), data.data(), data.size());
+  guard.unlock();
   std::exception_ptr error;
   try {
-    const uint64_t head_pad = (offset - first_start) - lo;
-    const uint64_t tail_pad = hi - (step_end - last_start);
-    if (first_case == Case::Copy) {
-      // One cluster: its old contents under the new data.
-      AlignedBuffer merged(geo_.cluster_size);
-      const L2Entry& e = old[0];
-      if (e.kind(geo_) == ClusterKind::Compressed) {
-        co_await read_compressed(e.word, merged.span());
-      } else if (e.kind(geo_) == ClusterKind::Normal) {
-        for (unsigned sc = 0; sc < (geo_.extended_l2 ? kSubclustersPerCluster : 1); sc++) {
-          const std::span<std::byte> part = merged.span(sc * geo_.subcluster_size, geo_.subcluster_size);
-          const SubclusterKind k = subcluster_kind(e, geo_, sc);
-          if (k == SubclusterKind::Data)
-            co_await file_->read(e.host_offset() + sc * geo_.subcluster_size, part);
-          else if (k == SubclusterKind::Unallocated)
-            co_await read_backing(first_start + sc * geo_.subcluster_size, part);
-        }
-      }
-      std::memcpy(merged.data() + (offset - first_start), step_data.data(), length);
-      co_await file_->write(host, merged.span());
-    } else {
-      // The caller's data goes straight to the new clusters, the padding
-      // beside it separately. Whether a pad reads through to the backing file
-      // depends on the old entry of its own (sub)cluster.
-      auto reads_below = [&](const L2Entry& was, uint64_t in_cluster) {
-        return subcluster_kind(was, geo_, static_cast<unsigned>(in_cluster / geo_.subcluster_size)) ==
-               SubclusterKind::Unallocated;
-      };
-      const uint64_t tail_in = step_end - last_start;
-      TaskGroup group;
-      group.spawn(file_->write(host + (offset - first_start), step_data));
-      if (head_pad) group.spawn(fill_cow(first_start + lo, host + lo, head_pad, reads_below(old[0], lo)));
-      if (tail_pad)
-        group.spawn(
-            fill_cow(step_end, host + (step_end - first_start), tail_pad, reads_below(old[count - 1], tail_in)));
-      co_await group.join();
-    }
+    const uint64_t guest = plan.first_cluster << geo_.cluster_bits;
+    for (const CowEdge& edge : {plan.head, plan.tail})
+      if (edge.length() && edge.from_backing)
+        co_await read_backing(guest + edge.begin, padded.span(edge.begin - plan.write_begin, edge.length()));
+    co_await file_->write(cluster + plan.write_begin, padded.span());
   } catch (...) {
     error = std::current_exception();
   }
+  guard = co_await meta_lock_.lock();
+  clusters.release();
+  if (error) std::rethrow_exception(error);
+  auto table = co_await get_l2(geo_.l1_index(plan.offset), true);
+  const uint64_t index = geo_.l2_index(plan.offset);
+  store_entry(table, index, plan.with_written_subclusters(geo_, load_entry(table, index)));
+}
 
+Task<void> Qcow2Node::write_new_clusters(const AllocationPlan& plan, std::span<const std::byte> data,
+                                         block::RangeLock::Guard& clusters, CoMutex::Guard& guard) {
+  const uint64_t count = plan.clusters();
+  const uint64_t host = co_await refcounts_->allocate_clusters(count);
+  // Only damaged refcounts can hand out metadata clusters; refuse to overwrite them.
+  check_metadata_overlap(host, count * geo_.cluster_size);
+  guard.unlock();
+  std::exception_ptr error;
+  try {
+    if (plan.kind == AllocationPlan::Kind::Copy)
+      co_await write_copied_cluster(plan, data, host);
+    else
+      co_await write_allocated_run(plan, data, host);
+  } catch (...) {
+    error = std::current_exception();
+  }
   guard = co_await meta_lock_.lock();
   if (error) {
-    end_in_flight(first_cluster);
+    clusters.release();
     for (uint64_t i = 0; i < count; i++) refcounts_->free_later(host + i * geo_.cluster_size, geo_.cluster_size);
     std::rethrow_exception(error);
   }
-  table = co_await get_l2(l1_index, true);
+  auto table = co_await get_l2(geo_.l1_index(plan.offset), true);
   for (uint64_t i = 0; i < count; i++) {
-    const uint64_t start = first_start + i * geo_.cluster_size;
-    L2Entry e{(host + i * geo_.cluster_size) | kFlagCopied, 0};
-    if (geo_.extended_l2) {
-      if (first_case == Case::Copy) {
-        e.bitmap = kAllSubclustersAllocated;
-      } else {
-        const uint64_t c_lo = i == 0 ? lo : 0;
-        const uint64_t c_hi = i == count - 1 ? hi : geo_.cluster_size;
-        const uint64_t alloc = subcluster_mask(geo_, c_lo, c_hi);
-        e.bitmap = alloc | ((old[i].bitmap & kAllSubclustersZero) & ~(alloc << 32));
-      }
-    }
-    store_entry(table, geo_.l2_index(start), e);
-    const L2Entry& was = old[i];
-    if (was.kind(geo_) == ClusterKind::Compressed)
-      refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
-    else if (was.host_offset())
-      refcounts_->free_later(was.host_offset(), geo_.cluster_size);
+    store_entry(table, geo_.l2_index((plan.first_cluster + i) << geo_.cluster_bits), plan.new_entry(geo_, i, host));
+    free_clusters_of(plan.old[i]);
   }
-  end_in_flight(first_cluster);
-  co_return length;
+  clusters.release();
+}
+
+// The caller's data goes straight to the new clusters, the edges beside it separately.
+Task<void> Qcow2Node::write_allocated_run(const AllocationPlan& plan, std::span<const std::byte> data,
+                                          uint64_t host) {
+  const uint64_t guest = plan.first_cluster << geo_.cluster_bits;
+  TaskGroup group;
+  group.spawn(file_->write(host + plan.data_begin(geo_), data));
+  for (const CowEdge& edge : {plan.head, plan.tail})
+    if (edge.length()) group.spawn(fill_cow(guest + edge.begin, host + edge.begin, edge.length(), edge.from_backing));
+  co_await group.join();
+}
+
+Task<void> Qcow2Node::write_copied_cluster(const AllocationPlan& plan, std::span<const std::byte> data,
+                                           uint64_t host) {
+  AlignedBuffer merged(geo_.cluster_size);
+  co_await read_cluster_contents(plan.old[0], plan.first_cluster << geo_.cluster_bits, merged.span());
+  std::memcpy(merged.data() + plan.data_begin(geo_), data.data(), data.size());
+  co_await file_->write(host, merged.span());
+}
+
+// What the cluster at guest `guest` with entry `e` reads as (zeros where it holds none).
+Task<void> Qcow2Node::read_cluster_contents(const L2Entry& e, uint64_t guest, std::span<std::byte> cluster) {
+  if (e.kind(geo_) == ClusterKind::Compressed) {
+    co_await read_compressed(e.word, cluster);
+    co_return;
+  }
+  if (e.kind(geo_) != ClusterKind::Normal) co_return;
+  for (unsigned sc = 0; sc < (geo_.extended_l2 ? kSubclustersPerCluster : 1); sc++) {
+    const std::span<std::byte> part = cluster.subspan(sc * geo_.subcluster_size, geo_.subcluster_size);
+    const SubclusterKind k = subcluster_kind(e, geo_, sc);
+    if (k == SubclusterKind::Data)
+      co_await file_->read(e.host_offset() + sc * geo_.subcluster_size, part);
+    else if (k == SubclusterKind::Unallocated)
+      co_await read_backing(guest + sc * geo_.subcluster_size, part);
+  }
 }
 
 Task<void> Qcow2Node::write(uint64_t offset, std::span<const std::byte> data, block::WriteFlags flags) {
@@ -324,7 +247,7 @@ Task<uint64_t> Qcow2Node::change_entries(uint64_t offset, uint64_t length, bool 
   const uint64_t first_cluster = offset >> geo_.cluster_bits;
   // The disk's last cluster may be partial; it still counts.
   const uint64_t count = div_round_up(end - offset, geo_.cluster_size);
-  co_await wait_in_flight(first_cluster, count, guard);
+  co_await wait_for_allocations(first_cluster, count, guard);
   auto table = co_await get_l2(l1_index, false);
   if (!table && !create_table) co_return end - offset;  // nothing allocated
   if (!table || !(l1_[l1_index] & kFlagCopied)) table = co_await get_l2(l1_index, true);
@@ -336,12 +259,7 @@ Task<uint64_t> Qcow2Node::change_entries(uint64_t offset, uint64_t length, bool 
     const std::optional<EntryChange> change = rule(e, kind);
     if (!change || (change->entry.word == e.word && change->entry.bitmap == e.bitmap)) continue;
     store_entry(table, index, change->entry);
-    if (change->free_old) {
-      if (kind == ClusterKind::Compressed)
-        refcounts_->free_later(e.compressed_offset(geo_), e.compressed_length(geo_));
-      else if (e.host_offset())
-        refcounts_->free_later(e.host_offset(), geo_.cluster_size);
-    }
+    if (change->free_old) free_clusters_of(e);
   }
   co_return end - offset;
 }
@@ -360,7 +278,7 @@ Task<void> Qcow2Node::for_each_table(uint64_t offset, uint64_t end, bool create_
 
 Task<bool> Qcow2Node::zero_subclusters(uint64_t offset, uint64_t end, CoMutex::Guard& guard) {
   const uint64_t cluster_start = align_down(offset, geo_.cluster_size);
-  co_await wait_in_flight(offset >> geo_.cluster_bits, 1, guard);
+  co_await wait_for_allocations(offset >> geo_.cluster_bits, 1, guard);
   const uint64_t l1_index = geo_.l1_index(offset);
   auto table = co_await get_l2(l1_index, false);
   if (!table || !(l1_[l1_index] & kFlagCopied)) table = co_await get_l2(l1_index, true);
@@ -428,7 +346,7 @@ Task<bool> Qcow2Node::zero_piece(uint64_t offset, uint64_t end, bool may_unmap) 
   if (!co_await reads_as_zeros(start, offset) || !co_await reads_as_zeros(end, stop)) co_return false;
   // The subcluster must still hold no data once the lock is held.
   auto guard = co_await meta_lock_.lock();
-  co_await wait_in_flight(start >> geo_.cluster_bits, 1, guard);
+  co_await wait_for_allocations(start >> geo_.cluster_bits, 1, guard);
   const uint64_t l1_index = geo_.l1_index(start);
   auto table = co_await get_l2(l1_index, false);
   const L2Entry e = table ? load_entry(table, geo_.l2_index(start)) : L2Entry{};
@@ -501,11 +419,11 @@ Task<void> Qcow2Node::write_compressed(uint64_t offset, std::span<const std::byt
   co_await guard_corruption([&]() -> Task<void> {
     const uint64_t cluster = offset >> geo_.cluster_bits;
     auto guard = co_await meta_lock_.lock();
-    co_await wait_in_flight(cluster, 1, guard);
+    block::RangeLock::Guard held = co_await allocations_.lock(cluster, cluster + 1, block::RangeLock::Mode::Exclusive,
+                                                              meta_lock_, guard);
     co_await mark_dirty_for_lazy_refcounts();
     co_await get_l2(geo_.l1_index(offset), true);
     const uint64_t host = co_await refcounts_->allocate_bytes(*size);
-    in_flight_.push_back({cluster, 1});
     guard.unlock();
     std::exception_ptr error;
     try {
@@ -514,7 +432,7 @@ Task<void> Qcow2Node::write_compressed(uint64_t offset, std::span<const std::byt
       error = std::current_exception();
     }
     guard = co_await meta_lock_.lock();
-    end_in_flight(cluster);
+    held.release();
     if (error) {
       refcounts_->free_later(host, *size);
       std::rethrow_exception(error);
@@ -523,10 +441,7 @@ Task<void> Qcow2Node::write_compressed(uint64_t offset, std::span<const std::byt
     const uint64_t index = geo_.l2_index(offset);
     const L2Entry was = load_entry(table, index);
     store_entry(table, index, L2Entry::compressed_descriptor(geo_, host, *size));
-    if (was.kind(geo_) == ClusterKind::Compressed)
-      refcounts_->free_later(was.compressed_offset(geo_), was.compressed_length(geo_));
-    else if (was.host_offset())
-      refcounts_->free_later(was.host_offset(), geo_.cluster_size);
+    free_clusters_of(was);
   });
 }
 

@@ -10,6 +10,7 @@
 #include "base/async/event_loop.h"
 #include "base/async/sync.h"
 #include "block/format.h"
+#include "tests/support/create_image.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -126,9 +127,7 @@ TEST_P(Qcow2Model, RandomRequestsMatchTheModel) {
   TempDir dir;
   const std::string path = dir.file("disk.qcow2");
   EventLoop loop(c.backend);
-  CreateRequest create{path, kDiskSize, {}};
-  if (!c.options.empty()) create.options.parse(c.options);
-  loop.run(find_format("qcow2")->create(create));
+  test::create_qcow2(loop, path, kDiskSize, c.options);
 
   OpenOptions options{.format = std::string("qcow2"), .writable = true, .cache = *CacheMode::parse(c.cache)};
   std::vector<std::byte> model(kDiskSize);

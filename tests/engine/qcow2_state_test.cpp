@@ -9,6 +9,7 @@
 #include "base/endian.h"
 #include "block/format.h"
 #include "formats/qcow2/qcow2_node.h"
+#include "tests/support/create_image.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -20,12 +21,6 @@ namespace {
 
 const OpenOptions kWritable{.format = std::string("qcow2"), .writable = true};
 const OpenOptions kReadOnly{.format = std::string("qcow2")};
-
-void create(EventLoop& loop, const std::string& path, const std::string& options = "") {
-  CreateRequest request{path, 16 << 20, {}};
-  if (!options.empty()) request.options.parse(options);
-  loop.run(find_format("qcow2")->create(request));
-}
 
 uint64_t read_be64(const std::string& path, off_t offset) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -54,7 +49,7 @@ TEST(Qcow2State, InconsistentMetadataSetsTheCorruptBit) {
   TempDir dir;
   const std::string path = dir.file("c.qcow2");
   EventLoop loop;
-  create(loop, path);
+  test::create_qcow2(loop, path, 16 << 20);
   {
     auto node = loop.run(open_image(path, kWritable));
     loop.run(write_some(*node, 0));
@@ -84,7 +79,7 @@ TEST(Qcow2State, LazyRefcountsMarkDirtyAndRecoverOnOpen) {
   TempDir dir;
   const std::string path = dir.file("lazy.qcow2");
   EventLoop loop;
-  create(loop, path, "lazy_refcounts=on");
+  test::create_qcow2(loop, path, 16 << 20, "lazy_refcounts=on");
   {
     auto node = loop.run(open_image(path, kWritable));
     loop.run(write_some(*node, 1 << 20));
@@ -110,7 +105,7 @@ TEST(Qcow2State, LocksAreVisibleToQemu) {
   TempDir dir;
   const std::string path = dir.file("locked.qcow2");
   EventLoop loop;
-  create(loop, path);
+  test::create_qcow2(loop, path, 16 << 20);
   {
     auto node = loop.run(open_image(path, kWritable));
     auto info = test::run({"qemu-img", "info", path});

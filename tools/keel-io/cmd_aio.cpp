@@ -47,7 +47,7 @@ Task<void> read_and_report(Session& session, IoBuffer buffer, Reporting r, ReadR
   block::BlockNode& image = *session.image();
   const int error = co_await outcome_of([&]() -> Task<void> {
     block::check_request(image, r.offset, r.count);
-    auto turn = co_await session.order().enter(static_cast<uint64_t>(r.offset), static_cast<uint64_t>(r.count), false);
+    auto turn = co_await session.take_turn(static_cast<uint64_t>(r.offset), static_cast<uint64_t>(r.count), false);
     co_await image.read(static_cast<uint64_t>(r.offset), buffer.span());
   });
   auto data = std::make_shared<IoBuffer>(std::move(buffer));
@@ -63,7 +63,7 @@ Task<void> write_and_report(Session& session, std::optional<IoBuffer> buffer, Re
   block::BlockNode& image = *session.image();
   const int error = co_await outcome_of([&]() -> Task<void> {
     block::check_request(image, r.offset, r.count);
-    auto turn = co_await session.order().enter(static_cast<uint64_t>(r.offset), static_cast<uint64_t>(r.count), true);
+    auto turn = co_await session.take_turn(static_cast<uint64_t>(r.offset), static_cast<uint64_t>(r.count), true);
     const auto at = static_cast<uint64_t>(r.offset);
     if (buffer) {
       co_await image.write(at, buffer->span(), flags);

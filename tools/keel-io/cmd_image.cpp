@@ -36,7 +36,7 @@ bool discard_run(Session& session, const Words& words) {
   block::BlockNode& image = *session.image();
   auto request = [&]() -> Task<void> {
     block::check_request(image, *offset, *bytes);
-    auto turn = co_await session.order().enter(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*bytes), true);
+    auto turn = co_await session.take_turn(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*bytes), true);
     // With -d ignore, discards succeed without effect, as in qemu.
     if (session.settings().discard) co_await image.discard(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*bytes));
   };

@@ -26,7 +26,7 @@ bool print_failure(const char* op, int error) {
 Task<void> read_request(Session& session, int64_t offset, std::span<std::byte> buffer) {
   block::BlockNode& node = *session.image();
   block::check_request(node, offset, static_cast<int64_t>(buffer.size()));
-  auto turn = co_await session.order().enter(static_cast<uint64_t>(offset), buffer.size(), false);
+  auto turn = co_await session.take_turn(static_cast<uint64_t>(offset), buffer.size(), false);
   co_await node.read(static_cast<uint64_t>(offset), buffer);
 }
 
@@ -174,7 +174,7 @@ bool write_run(Session& session, const Words& words) {
   auto request = [&]() -> Task<void> {
     if (vm_state) co_await vm_state_request();
     block::check_request(image, *offset, *count);
-    auto turn = co_await session.order().enter(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*count), true);
+    auto turn = co_await session.take_turn(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*count), true);
     const auto at = static_cast<uint64_t>(*offset);
     if (zeroes) {
       co_await image.write_zeroes(at, static_cast<uint64_t>(*count), {.may_unmap = unmap && session.settings().discard, .no_fallback = no_fallback});
@@ -217,7 +217,7 @@ bool writev_run(Session& session, const Words& words) {
   block::BlockNode& image = *session.image();
   auto request = [&]() -> Task<void> {
     block::check_request(image, *offset, *count);
-    auto turn = co_await session.order().enter(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*count), true);
+    auto turn = co_await session.take_turn(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*count), true);
     co_await image.write(static_cast<uint64_t>(*offset), buffer.span(), {.fua = fua});
   };
   const Outcome outcome = run_timed(session, request());

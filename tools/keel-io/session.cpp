@@ -83,6 +83,12 @@ void Session::close() {
 
 void Session::start_aio(Task<void> request) { aio_.spawn(std::move(request)); }
 
+Task<block::RangeLock::Guard> Session::take_turn(uint64_t offset, uint64_t length, bool write) {
+  // A zero-length request still follows writes at its offset.
+  const auto mode = write ? block::RangeLock::Mode::Exclusive : block::RangeLock::Mode::Shared;
+  return in_flight_.lock(offset, offset + std::max<uint64_t>(length, 1), mode);
+}
+
 void Session::drain() {
   loop_->run(aio_.join());
   auto reports = std::exchange(pending_reports_, {});

@@ -15,7 +15,7 @@
 #include "base/async/sync.h"
 #include "block/image_options.h"
 #include "block/node.h"
-#include "tools/keel-io/request_order.h"
+#include "block/range_lock.h"
 
 namespace keel::io {
 
@@ -61,7 +61,13 @@ class Session {
   // requests that completed while it was not looking.
   void report_completion(uint64_t number, std::function<void()> print);
 
-  RequestOrder& order() noexcept { return order_; }
+  // Waits for the earlier requests this one must follow and holds its range
+  // until the returned guard goes. A request that overlaps an earlier one
+  // still in flight (an aio request), where either writes, waits for it:
+  // "aio_write 0 4k; read -P 7 0 4k" then reads what was written, as it does
+  // in practice with qemu-io, whose worker threads start the write first.
+  // Requests that do not overlap run concurrently.
+  Task<block::RangeLock::Guard> take_turn(uint64_t offset, uint64_t length, bool write);
 
   bool quit_requested = false;
 
@@ -74,7 +80,7 @@ class Session {
   TaskGroup aio_;
   uint64_t aio_count_ = 0;
   std::vector<std::pair<uint64_t, std::function<void()>>> pending_reports_;
-  RequestOrder order_;
+  block::RangeLock in_flight_;  // byte ranges of the requests running
   std::unique_ptr<block::BlockNode> image_;
   OpenSettings settings_;
 };
