@@ -9,7 +9,8 @@ namespace {
 
 // Ends the connection when the handshake is not over by its deadline; the timer is cancelled when it is.
 Task<void> watch_handshake(Timer* timer, std::chrono::milliseconds limit, Transport* transport, std::string* reason) {
-  if (co_await timer->sleep_for(limit)) {
+  const bool expired = co_await timer->sleep_for(limit);
+  if (expired) {
     *reason = "handshake timed out";
     transport->shutdown();
   }
