@@ -52,10 +52,17 @@ void BlockBackend::check_writable() const {
   if (!writable()) raise(EPERM, "Image '{}' is read-only", root_->filename());
 }
 
+Task<RangeLock::Guard> BlockBackend::take_turn(uint64_t offset, uint64_t length, RangeLock::Mode mode) {
+  if (!options_.ordered) co_return RangeLock::Guard{};
+  // A zero-length request still follows writes at its offset.
+  co_return co_await order_.lock(offset, offset + std::max<uint64_t>(length, 1), mode);
+}
+
 Task<void> BlockBackend::read(uint64_t offset, std::span<std::byte> buffer) {
   InFlight counted(*this);
   check_range(offset, buffer.size());
   check_alignment(offset, buffer.size());
+  auto turn = co_await take_turn(offset, buffer.size(), RangeLock::Mode::Shared);
   for (size_t done = 0; done < buffer.size();) {
     const size_t piece = std::min<size_t>(buffer.size() - done, limits_.max_transfer);
     co_await root_->read(offset + done, buffer.subspan(done, piece));
@@ -68,6 +75,7 @@ Task<void> BlockBackend::write(uint64_t offset, std::span<const std::byte> data,
   check_writable();
   check_range(offset, data.size());
   check_alignment(offset, data.size());
+  auto turn = co_await take_turn(offset, data.size(), RangeLock::Mode::Exclusive);
   const bool node_fua = flags.fua && root_->limits().can_fua;
   for (size_t done = 0; done < data.size();) {
     const size_t piece = std::min<size_t>(data.size() - done, limits_.max_transfer);
@@ -82,6 +90,7 @@ Task<void> BlockBackend::write_zeroes(uint64_t offset, uint64_t length, ZeroFlag
   check_writable();
   check_range(offset, length);
   check_alignment(offset, length);
+  auto turn = co_await take_turn(offset, length, RangeLock::Mode::Exclusive);
   co_await root_->write_zeroes(offset, length, flags);
   if (write_flags.fua) co_await root_->flush();
 }
@@ -91,6 +100,7 @@ Task<void> BlockBackend::discard(uint64_t offset, uint64_t length) {
   check_writable();
   check_range(offset, length);
   check_alignment(offset, length);
+  auto turn = co_await take_turn(offset, length, RangeLock::Mode::Exclusive);
   if (options_.discard) co_await root_->discard(offset, length);
 }
 
@@ -102,6 +112,7 @@ Task<void> BlockBackend::flush() {
 Task<BlockStatus> BlockBackend::block_status(uint64_t offset, uint64_t length) {
   InFlight counted(*this);
   check_range(offset, length);
+  auto turn = co_await take_turn(offset, length, RangeLock::Mode::Shared);
   co_return co_await root_->block_status(offset, length);
 }
 
@@ -109,6 +120,7 @@ Task<void> BlockBackend::write_compressed(uint64_t offset, std::span<const std::
   InFlight counted(*this);
   check_writable();
   check_range(offset, data.size());
+  auto turn = co_await take_turn(offset, data.size(), RangeLock::Mode::Exclusive);
   const uint64_t cluster = root_->cluster_size();
   if (!root_->supports_compressed_writes() || cluster == 0) {
     co_await root_->write_compressed(offset, data);  // raises the driver's ENOTSUP
@@ -134,12 +146,6 @@ Task<void> BlockBackend::drain() {
 Task<void> BlockBackend::close() {
   co_await drain();
   co_await root_->close();
-}
-
-void check_request(const BlockNode& node, int64_t offset, int64_t length) {
-  const auto size = static_cast<int64_t>(node.size());
-  if (offset < 0 || length < 0 || offset > size || size - offset < length)
-    raise(EIO, "Request of {} bytes at offset {} is outside the image ({} bytes)", length, offset, size);
 }
 
 void check_image_size(uint64_t size) {

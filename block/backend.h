@@ -5,7 +5,9 @@
 //   - read-only (EPERM for any write);
 //   - pieces no longer than the root's max transfer;
 //   - FUA done as write + flush where the root cannot do it itself;
-//   - requests in flight counted, so drain() can wait for them all.
+//   - requests in flight counted, so drain() can wait for them all;
+//   - where the front end asks, overlapping requests ordered by arrival
+//     (block/range_lock): a read after a write to the same bytes sees it.
 // A backend serves the loop it was created on.
 #pragma once
 
@@ -16,6 +18,7 @@
 #include "base/async/sync.h"
 #include "base/async/task.h"
 #include "block/limits.h"
+#include "block/range_lock.h"
 #include "block/node.h"
 
 namespace keel::block {
@@ -23,6 +26,9 @@ namespace keel::block {
 struct BackendOptions {
   bool read_only = false;  // refuse writes even if the node is writable (qemu-nbd -r)
   bool discard = true;     // false: discard requests succeed and do nothing (qemu's discard=ignore)
+  // Overlapping requests run in arrival order when either writes (keel-io's aio semantics). NBD leaves
+  // that to the client, so exports do not ask for it.
+  bool ordered = false;
 };
 
 class BlockBackend {
@@ -59,16 +65,16 @@ class BlockBackend {
   void check_range(uint64_t offset, uint64_t length) const;
   void check_alignment(uint64_t offset, uint64_t length) const;
   void check_writable() const;
+  // With BackendOptions::ordered, waits for earlier overlapping requests and holds the range; else holds nothing.
+  Task<RangeLock::Guard> take_turn(uint64_t offset, uint64_t length, RangeLock::Mode mode);
 
   std::unique_ptr<BlockNode> root_;
   BackendOptions options_;
   Limits limits_;
   size_t in_flight_ = 0;
   WaitQueue idle_;
+  RangeLock order_;
 };
-
-// Raises EIO unless [offset, offset + length) lies within the node (signed, for front ends that parse signed numbers).
-void check_request(const BlockNode& node, int64_t offset, int64_t length);
 
 // Raises EINVAL for a size past the largest qemu allows an image (2^63 - 1 GiB).
 void check_image_size(uint64_t size);

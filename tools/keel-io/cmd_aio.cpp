@@ -6,7 +6,6 @@
 #include <memory>
 
 #include "base/error.h"
-#include "block/front_end.h"
 #include "tools/keel-io/buffer.h"
 #include "tools/keel-io/commands.h"
 #include "tools/common/option_scanner.h"
@@ -44,12 +43,9 @@ void print_report(const char* op, const Reporting& r) {
 
 Task<void> read_and_report(Session& session, IoBuffer buffer, Reporting r, ReadReport report) {
   const uint64_t number = session.next_aio_number();
-  block::BlockNode& image = *session.image();
-  const int error = co_await outcome_of([&]() -> Task<void> {
-    block::check_request(image, r.offset, r.count);
-    auto turn = co_await session.take_turn(static_cast<uint64_t>(r.offset), static_cast<uint64_t>(r.count), false);
-    co_await image.read(static_cast<uint64_t>(r.offset), buffer.span());
-  });
+  block::BlockBackend& image = *session.backend();
+  const int error = co_await outcome_of(
+      [&]() -> Task<void> { co_await image.read(static_cast<uint64_t>(r.offset), buffer.span()); });
   auto data = std::make_shared<IoBuffer>(std::move(buffer));
   session.report_completion(number, [=] {
     if (error) std::printf("readv failed: %s\n", errno_text(error).c_str());
@@ -60,17 +56,13 @@ Task<void> read_and_report(Session& session, IoBuffer buffer, Reporting r, ReadR
 Task<void> write_and_report(Session& session, std::optional<IoBuffer> buffer, Reporting r, block::WriteFlags flags,
                             block::ZeroFlags zero_flags) {
   const uint64_t number = session.next_aio_number();
-  block::BlockNode& image = *session.image();
+  block::BlockBackend& image = *session.backend();
   const int error = co_await outcome_of([&]() -> Task<void> {
-    block::check_request(image, r.offset, r.count);
-    auto turn = co_await session.take_turn(static_cast<uint64_t>(r.offset), static_cast<uint64_t>(r.count), true);
     const auto at = static_cast<uint64_t>(r.offset);
-    if (buffer) {
+    if (buffer)
       co_await image.write(at, buffer->span(), flags);
-    } else {
-      co_await image.write_zeroes(at, static_cast<uint64_t>(r.count), zero_flags);
-      if (flags.fua) co_await image.flush();
-    }
+    else
+      co_await image.write_zeroes(at, static_cast<uint64_t>(r.count), zero_flags, flags);
   });
   session.report_completion(number, [=] {
     if (error) std::printf("aio_write failed: %s\n", errno_text(error).c_str());

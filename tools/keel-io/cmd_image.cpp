@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "base/error.h"
-#include "block/front_end.h"
+#include "block/backend.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-io/commands.h"
 #include "tools/common/option_scanner.h"
@@ -33,12 +33,10 @@ bool discard_run(Session& session, const Words& words) {
     std::printf("length cannot exceed %lld, given %s\n", static_cast<long long>(kMaxRequestBytes), operands[1].c_str());
     return false;
   }
-  block::BlockNode& image = *session.image();
+  block::BlockBackend& image = *session.backend();
+  // With -d ignore the backend lets discards succeed without effect, as in qemu.
   auto request = [&]() -> Task<void> {
-    block::check_request(image, *offset, *bytes);
-    auto turn = co_await session.take_turn(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*bytes), true);
-    // With -d ignore, discards succeed without effect, as in qemu.
-    if (session.settings().discard) co_await image.discard(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*bytes));
+    co_await image.discard(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*bytes));
   };
   const Outcome outcome = run_timed(session, request());
   if (outcome.error) {
@@ -51,7 +49,7 @@ bool discard_run(Session& session, const Words& words) {
 
 bool flush_run(Session& session, const Words&) {
   // qemu-io reports nothing; a failed flush only changes the exit status.
-  return run_timed(session, session.image()->flush()).error == 0;
+  return run_timed(session, session.backend()->flush()).error == 0;
 }
 
 bool truncate_run(Session& session, const Words& words) {
@@ -72,7 +70,7 @@ bool truncate_run(Session& session, const Words& words) {
   if (!size) return false;
   try {
     block::check_image_size(static_cast<uint64_t>(*size));
-    session.loop().run(session.image()->truncate(static_cast<uint64_t>(*size), prealloc));
+    session.loop().run(session.backend()->truncate(static_cast<uint64_t>(*size), prealloc));
   } catch (const Error& e) {
     tools::print_error(e.message());
     return false;

@@ -2,7 +2,6 @@
 #include <cstdio>
 
 #include "base/error.h"
-#include "block/front_end.h"
 #include "tools/keel-io/buffer.h"
 #include "tools/keel-io/commands.h"
 #include "tools/common/option_scanner.h"
@@ -24,10 +23,7 @@ bool print_failure(const char* op, int error) {
 }
 
 Task<void> read_request(Session& session, int64_t offset, std::span<std::byte> buffer) {
-  block::BlockNode& node = *session.image();
-  block::check_request(node, offset, static_cast<int64_t>(buffer.size()));
-  auto turn = co_await session.take_turn(static_cast<uint64_t>(offset), buffer.size(), false);
-  co_await node.read(static_cast<uint64_t>(offset), buffer);
+  co_await session.backend()->read(static_cast<uint64_t>(offset), buffer);
 }
 
 Task<void> vm_state_request() {
@@ -170,17 +166,15 @@ bool write_run(Session& session, const Words& words) {
       }
     }
   }
-  block::BlockNode& image = *session.image();
+  block::BlockBackend& image = *session.backend();
   auto request = [&]() -> Task<void> {
     if (vm_state) co_await vm_state_request();
-    block::check_request(image, *offset, *count);
-    auto turn = co_await session.take_turn(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*count), true);
     const auto at = static_cast<uint64_t>(*offset);
     if (zeroes) {
-      co_await image.write_zeroes(at, static_cast<uint64_t>(*count), {.may_unmap = unmap && session.settings().discard, .no_fallback = no_fallback});
-      if (fua) co_await image.flush();
+      const block::ZeroFlags flags{.may_unmap = unmap && session.settings().discard, .no_fallback = no_fallback};
+      co_await image.write_zeroes(at, static_cast<uint64_t>(*count), flags, {.fua = fua});
     } else if (compressed) {
-      co_await block::write_compressed(image, at, buffer->span());
+      co_await image.write_compressed(at, buffer->span());
     } else {
       co_await image.write(at, buffer->span(), {.fua = fua});
     }
@@ -214,10 +208,8 @@ bool writev_run(Session& session, const Words& words) {
   if (!count) return false;
 
   IoBuffer buffer(static_cast<size_t>(*count), pattern.value_or(kDefaultWritePattern), session.misalign());
-  block::BlockNode& image = *session.image();
+  block::BlockBackend& image = *session.backend();
   auto request = [&]() -> Task<void> {
-    block::check_request(image, *offset, *count);
-    auto turn = co_await session.take_turn(static_cast<uint64_t>(*offset), static_cast<uint64_t>(*count), true);
     co_await image.write(static_cast<uint64_t>(*offset), buffer.span(), {.fua = fua});
   };
   const Outcome outcome = run_timed(session, request());

@@ -20,7 +20,7 @@ struct Extent {
   bool allocated = false;
 };
 
-Task<Extent> allocation_at(block::BlockNode& image, int64_t offset, int64_t length) {
+Task<Extent> allocation_at(block::BlockBackend& image, int64_t offset, int64_t length) {
   const auto size = static_cast<int64_t>(image.size());
   if (offset >= size || length <= 0) co_return Extent{};
   const int64_t asked = std::min(length, size - offset);
@@ -40,7 +40,7 @@ bool alloc_run(Session& session, const Words& words) {
   auto scan = [&]() -> Task<void> {
     int64_t offset = *start, remaining = count, allocated = 0;
     while (remaining > 0) {
-      const Extent e = co_await allocation_at(*session.image(), offset, remaining);
+      const Extent e = co_await allocation_at(*session.backend(), offset, remaining);
       if (e.bytes == 0) {  // the end of the image: report only what exists
         count -= remaining;
         break;
@@ -63,7 +63,7 @@ bool alloc_run(Session& session, const Words& words) {
 bool map_run(Session& session, const Words&) {
   // False when the image ended before its size said it would.
   auto scan = [&]() -> Task<bool> {
-    block::BlockNode& image = *session.image();
+    block::BlockBackend& image = *session.backend();
     const auto size = static_cast<int64_t>(image.size());
     for (int64_t offset = 0; offset < size;) {
       Extent run = co_await allocation_at(image, offset, size - offset);
@@ -91,12 +91,12 @@ bool map_run(Session& session, const Words&) {
 }
 
 bool length_run(Session& session, const Words&) {
-  std::printf("%s\n", human_bytes(static_cast<double>(session.image()->size())).c_str());
+  std::printf("%s\n", human_bytes(static_cast<double>(session.backend()->size())).c_str());
   return true;
 }
 
 bool info_run(Session& session, const Words&) {
-  const block::BlockNode& image = *session.image();
+  const block::BlockNode& image = session.backend()->root();
   const auto info = block::image_info(image);
   std::printf("format name: %.*s\n", static_cast<int>(image.format_name().size()), image.format_name().data());
   std::printf("cluster size: %s\n", human_bytes(static_cast<double>(image.cluster_size())).c_str());

@@ -57,12 +57,12 @@ bool run_command_line(Session& session, std::string_view line) {
     std::fprintf(stderr, "command \"%s\" not found\n", words[0].c_str());
     return false;
   }
-  if (!command->global && command->needs_image && !session.image()) {
+  if (!command->global && command->needs_image && !session.backend()) {
     std::fprintf(stderr, "no file open, try 'help open'\n");
     return false;
   }
   if (!argument_count_ok(*command, words)) return false;
-  if (command->writes && session.image() && !session.image()->writable()) {
+  if (command->writes && session.backend() && !session.backend()->writable()) {
     tools::print_error("Block node is read-only");
     return false;
   }

@@ -34,7 +34,7 @@ Session::Session(bool misalign) : misalign_(misalign), loop_(std::make_unique<Ev
 Session::~Session() { close(); }
 
 bool Session::open(const OpenSettings& settings) {
-  if (image_) {
+  if (backend_) {
     tools::print_error("file open already, try 'help close'");
     return false;
   }
@@ -43,7 +43,7 @@ bool Session::open(const OpenSettings& settings) {
                                              : fmt::format("can't open device {}: {}", settings.name, *error));
     return false;
   }
-  if (block::is_probed_raw(settings.image, *image_)) warn_probed_raw(settings.image.filename);
+  if (block::is_probed_raw(settings.image, backend_->root())) warn_probed_raw(settings.image.filename);
   return true;
 }
 
@@ -62,7 +62,10 @@ std::optional<std::string> Session::open_image(const OpenSettings& settings) {
   loop_.reset();
   loop_ = std::make_unique<EventLoop>(backend_for(settings.image.aio));
   try {
-    image_ = loop_->run(settings.snapshot ? block::open_with_temporary_overlay(settings.image) : block::open_image(settings.image));
+    auto node = loop_->run(settings.snapshot ? block::open_with_temporary_overlay(settings.image)
+                                             : block::open_image(settings.image));
+    backend_ = std::make_unique<block::BlockBackend>(
+        std::move(node), block::BackendOptions{.discard = settings.discard, .ordered = true});
   } catch (const Error& e) {
     return e.message();
   }
@@ -72,22 +75,16 @@ std::optional<std::string> Session::open_image(const OpenSettings& settings) {
 
 void Session::close() {
   drain();
-  if (!image_) return;
+  if (!backend_) return;
   try {
-    loop_->run(image_->close());
+    loop_->run(backend_->close());
   } catch (const Error& e) {
     tools::print_error(e.message());
   }
-  image_.reset();
+  backend_.reset();
 }
 
 void Session::start_aio(Task<void> request) { aio_.spawn(std::move(request)); }
-
-Task<block::RangeLock::Guard> Session::take_turn(uint64_t offset, uint64_t length, bool write) {
-  // A zero-length request still follows writes at its offset.
-  const auto mode = write ? block::RangeLock::Mode::Exclusive : block::RangeLock::Mode::Shared;
-  return in_flight_.lock(offset, offset + std::max<uint64_t>(length, 1), mode);
-}
 
 void Session::drain() {
   loop_->run(aio_.join());

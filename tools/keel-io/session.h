@@ -14,6 +14,7 @@
 #include "base/async/event_loop.h"
 #include "base/async/sync.h"
 #include "block/image_options.h"
+#include "block/backend.h"
 #include "block/node.h"
 #include "block/range_lock.h"
 
@@ -36,7 +37,7 @@ class Session {
 
   EventLoop& loop() noexcept { return *loop_; }
   // The open image, or nullptr.
-  block::BlockNode* image() const noexcept { return image_.get(); }
+  block::BlockBackend* backend() const noexcept { return backend_.get(); }
   const OpenSettings& settings() const noexcept { return settings_; }
   bool misalign() const noexcept { return misalign_; }
 
@@ -61,13 +62,6 @@ class Session {
   // requests that completed while it was not looking.
   void report_completion(uint64_t number, std::function<void()> print);
 
-  // Waits for the earlier requests this one must follow and holds its range
-  // until the returned guard goes. A request that overlaps an earlier one
-  // still in flight (an aio request), where either writes, waits for it:
-  // "aio_write 0 4k; read -P 7 0 4k" then reads what was written, as it does
-  // in practice with qemu-io, whose worker threads start the write first.
-  // Requests that do not overlap run concurrently.
-  Task<block::RangeLock::Guard> take_turn(uint64_t offset, uint64_t length, bool write);
 
   bool quit_requested = false;
 
@@ -80,8 +74,7 @@ class Session {
   TaskGroup aio_;
   uint64_t aio_count_ = 0;
   std::vector<std::pair<uint64_t, std::function<void()>>> pending_reports_;
-  block::RangeLock in_flight_;  // byte ranges of the requests running
-  std::unique_ptr<block::BlockNode> image_;
+  std::unique_ptr<block::BlockBackend> backend_;
   OpenSettings settings_;
 };
 
