@@ -196,7 +196,9 @@ Task<void> Connection::execute_block_status(const Request& r) {
       add(allocation, length, (st.data ? 0 : state_flag::kHole) | (st.zero ? state_flag::kZero : 0));
       add(depth, length, st.allocated_in_chain ? st.depth + 1 : 0);
       pos += length;
-      if (one || allocation.size() >= kMaxExtents || depth.size() >= kMaxExtents) break;
+      // With REQ_ONE each context still gets its whole first extent, as far as its own status stays the same.
+      const bool firsts_known = (!allocation_id_ || allocation.size() > 1) && (!depth_id_ || depth.size() > 1);
+      if ((one && firsts_known) || allocation.size() >= kMaxExtents || depth.size() >= kMaxExtents) break;
     }
   } catch (const Error& e) {
     failure = e.code() ? e.code() : EIO;

@@ -157,7 +157,7 @@ Listener Listener::tcp(const std::string& host, const std::string& port) {
 Listener Listener::adopt(int fd) { return Listener(Socket(fd)); }
 
 Task<Socket> Listener::accept() {
-  for (;;) {
+  while (!shut_down_) {
     const int fd = ::accept4(socket_.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0) {
       no_delay(fd);
@@ -172,8 +172,10 @@ Task<Socket> Listener::accept() {
       continue;
     }
     if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) raise_errno(errno, "accept");
-    co_await EventLoop::current().wait_fd(socket_.fd(), POLLIN);
+    const short ready = co_await EventLoop::current().wait_fd(socket_.fd(), POLLIN);
+    if (ready & (POLLHUP | POLLERR | POLLNVAL)) break;
   }
+  co_return Socket();
 }
 
 uint16_t Listener::port() const {

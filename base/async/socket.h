@@ -62,7 +62,10 @@ class Listener {
 
   // Waits for a connection; an invalid Socket after shutdown().
   Task<Socket> accept();
-  void shutdown() noexcept { socket_.shutdown(); }
+  void shutdown() noexcept {
+    shut_down_ = true;
+    socket_.shutdown();
+  }
   int fd() const noexcept { return socket_.fd(); }
   // The TCP port bound (after port "0"); 0 for Unix sockets.
   uint16_t port() const;
@@ -70,6 +73,9 @@ class Listener {
  private:
   explicit Listener(Socket s) : socket_(std::move(s)) {}
   Socket socket_;
+  // Linux ends a pending accept on a shut-down TCP listener with EINVAL, but a Unix one only polls as hung up
+  // while accept says EAGAIN: the flag ends the wait for both.
+  bool shut_down_ = false;
 };
 
 // Blocking connects, for clients and tests; the result is non-blocking.
