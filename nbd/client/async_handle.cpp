@@ -48,7 +48,11 @@ int AsyncHandle::on_complete(void* command, int* error) noexcept {
 
 Task<int> AsyncHandle::run(std::function<int64_t(Command&)> issue) {
   Command command;
-  if (issue(command) < 0) co_return block_errno(nbd_get_errno());
+  if (issue(command) < 0) {
+    // libnbd refuses commands on a dead connection (EINVAL, "invalid state"): for the block layer that is EIO.
+    if (nbd_aio_is_dead(handle_) || nbd_aio_is_closed(handle_)) co_return EIO;
+    co_return block_errno(nbd_get_errno());
+  }
   while (!command.done) {
     if (driving_) {
       co_await Park{parked_, command};

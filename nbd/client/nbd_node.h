@@ -26,6 +26,8 @@ class NbdNode final : public block::BlockNode {
   std::string_view format_name() const override { return "nbd"; }
   uint64_t size() const override { return size_; }
   block::Limits limits() const override { return limits_; }
+  // qemu's nbd driver has no bdrv_get_info: nothing, not even a dirty flag.
+  block::FormatInfo format_info() const override { return {.dirty = std::nullopt}; }
 
   Task<void> read(uint64_t offset, std::span<std::byte> buffer) override;
   Task<void> write(uint64_t offset, std::span<const std::byte> data, block::WriteFlags flags = {}) override;
