@@ -26,9 +26,12 @@ class Server {
   BackgroundProcess process_;
 };
 
+// `persistent` (-t) serves any number of clients; otherwise qemu-nbd ends with its first client, which
+// spares it a SIGTERM afterwards (a persistent qemu-nbd was seen to ignore one after its client left).
 std::unique_ptr<Server> qemu_nbd(const std::string& socket, const std::string& image, const std::string& fmt,
-                                 bool read_only, const std::string& export_name = "x") {
-  std::vector<std::string> argv{"qemu-nbd", "-t", "-k", socket, "-x", export_name, "-f", fmt, image};
+                                 bool read_only, const std::string& export_name = "x", bool persistent = true) {
+  std::vector<std::string> argv{"qemu-nbd", "-k", socket, "-x", export_name, "-f", fmt, image};
+  if (persistent) argv.push_back("-t");
   if (read_only) argv.push_back("-r");
   return std::make_unique<Server>(socket, argv);
 }
@@ -175,7 +178,7 @@ TEST_F(NbdClient, IoCommandsMatchQemuAgainstNbdkitFileAndQemuNbd) {
         [&](const std::string& s) {
           const std::string& file = s.ends_with("/q") ? qfile : kfile;
           if (server == "nbdkit") return nbdkit(s, {"file", file});
-          return qemu_nbd(s, file, "raw", false, "");
+          return qemu_nbd(s, file, "raw", false, "", false);
         },
         dir_.path(), kIoCommands);
     EXPECT_TRUE(files_identical(kfile, qfile)) << server;
