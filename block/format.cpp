@@ -5,6 +5,7 @@
 #include "base/error.h"
 #include "block/image_name.h"
 #include "block/image_options.h"
+#include "block/protocol.h"
 
 namespace keel::block {
 
@@ -13,6 +14,32 @@ namespace {
 std::vector<const FormatDriver*>& registry() {
   static std::vector<const FormatDriver*> drivers;
   return drivers;
+}
+
+// The driver options.format names (nullptr: probe); raises for an unknown name.
+const FormatDriver* named_format(const OpenOptions& options) {
+  if (!options.format) return nullptr;
+  const FormatDriver* driver = find_format(*options.format);
+  if (!driver) raise(EINVAL, "Unknown driver '{}'", *options.format);
+  return driver;
+}
+
+// Stacks the format node on `file`, probing its first bytes when no driver is given.
+Task<std::unique_ptr<BlockNode>> open_format(const FormatDriver* driver, std::unique_ptr<BlockNode> file,
+                                             const OpenOptions& options) {
+  if (!driver) {
+    std::vector<std::byte> head(std::min<uint64_t>(file->size(), 4096));
+    co_await file->read(0, head);
+    int best = -1;
+    for (const FormatDriver* f : all_formats()) {
+      int score = f->probe(head);
+      if (score > best) {
+        best = score;
+        driver = f;
+      }
+    }
+  }
+  co_return co_await driver->open(std::move(file), options);
 }
 
 }  // namespace
@@ -39,33 +66,26 @@ std::unique_ptr<BlockNode> open_file(const std::string& filename, const OpenOpti
 }
 
 Task<std::unique_ptr<BlockNode>> open_image(const std::string& name, const OpenOptions& options) {
-  if (!is_json_name(name)) co_return co_await open_image_path(local_path(name), options);
+  if (!is_json_name(name)) {
+    if (const ProtocolDriver* protocol = protocol_driver_for(name))
+      co_return co_await open_image_over(*protocol, name, options);
+    co_return co_await open_image_path(local_path(name), options);
+  }
   ImageOptions image;
   image.open = options;
   apply_json_name(name, image);
   co_return co_await open_image(image);
 }
 
+Task<std::unique_ptr<BlockNode>> open_image_over(const ProtocolDriver& protocol, const std::string& name,
+                                                 const OpenOptions& options) {
+  const FormatDriver* driver = named_format(options);
+  co_return co_await open_format(driver, protocol.open(name, options), options);
+}
+
 Task<std::unique_ptr<BlockNode>> open_image_path(const std::string& filename, const OpenOptions& options) {
-  const FormatDriver* driver = nullptr;
-  if (options.format) {
-    driver = find_format(*options.format);
-    if (!driver) raise(EINVAL, "Unknown driver '{}'", *options.format);
-  }
-  std::unique_ptr<BlockNode> file = open_file(filename, options);
-  if (!driver) {
-    std::vector<std::byte> head(std::min<uint64_t>(file->size(), 4096));
-    co_await file->read(0, head);
-    int best = -1;
-    for (const FormatDriver* f : all_formats()) {
-      int score = f->probe(head);
-      if (score > best) {
-        best = score;
-        driver = f;
-      }
-    }
-  }
-  co_return co_await driver->open(std::move(file), options);
+  const FormatDriver* driver = named_format(options);
+  co_return co_await open_format(driver, open_file(filename, options), options);
 }
 
 }  // namespace keel::block

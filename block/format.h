@@ -65,6 +65,11 @@ std::vector<const FormatDriver*> all_formats();
 // "can't open device x: ".
 Task<std::unique_ptr<BlockNode>> open_image(const std::string& name, const OpenOptions& options);
 
+struct ProtocolDriver;
+// Opens `name` through its protocol driver (block/protocol.h) and the format on top, probed unless named.
+Task<std::unique_ptr<BlockNode>> open_image_over(const ProtocolDriver& protocol, const std::string& name,
+                                                 const OpenOptions& options);
+
 // Opens the local file `filename` as an image: no prefix in it is a protocol.
 Task<std::unique_ptr<BlockNode>> open_image_path(const std::string& filename, const OpenOptions& options);
 

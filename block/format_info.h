@@ -38,7 +38,9 @@ struct FormatInfo {
   std::vector<SnapshotInfo> snapshots;
   std::string specific_type;  // "qcow2"; empty: no format-specific block
   InfoFields specific;
-  bool dirty = false;
+  // nullopt: the node has no such information to give (qemu's bdrv_get_info fails, as for
+  // raw over nbd), and qemu prints no dirty-flag.
+  std::optional<bool> dirty = false;
 };
 
 }  // namespace keel::block

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "base/error.h"
+#include "block/protocol.h"
 
 namespace keel::block {
 
@@ -13,17 +14,10 @@ namespace {
 constexpr std::string_view kJsonPrefix = "json:";
 
 // Protocols qemu has and keel does not (yet): named as unsupported rather than unknown.
-constexpr std::array<std::string_view, 24> kQemuProtocols = {
-    "nbd",     "nbd+tcp",     "nbd+unix",     "http",         "https",       "ftp",        "ftps",     "ssh",
-    "gluster", "gluster+tcp", "gluster+unix", "gluster+rdma", "iscsi",       "iser",       "nfs",      "rbd",
-    "null-co", "null-aio",    "nvme",         "vvfat",        "host_device", "host_cdrom", "blkdebug", "blkverify"};
-
-// The protocol part of `name`, when a colon comes before any '/'.
-std::optional<std::string> protocol_of(const std::string& name) {
-  const size_t end = name.find_first_of(":/");
-  if (end == std::string::npos || name[end] != ':') return std::nullopt;
-  return name.substr(0, end);
-}
+constexpr std::array<std::string_view, 21> kQemuProtocols = {
+    "http",        "https",      "ftp",      "ftps",     "ssh",      "gluster", "gluster+tcp",
+    "gluster+unix", "gluster+rdma", "iscsi", "iser",     "nfs",      "rbd",     "null-co",
+    "null-aio",    "nvme",       "vvfat",    "host_device", "host_cdrom", "blkdebug", "blkverify"};
 
 // The path a "proto:rest" name gives the file protocol.
 std::string protocol_path(const std::string& name, const std::string& protocol) {
@@ -32,6 +26,8 @@ std::string protocol_path(const std::string& name, const std::string& protocol) 
     const std::string path = name.substr(protocol.size() + 1);
     return protocol_of(path) ? "./" + path : path;
   }
+  if (const ProtocolDriver* driver = find_protocol(protocol))
+    raise(ENOTSUP, "Creating images over the '{}' protocol is not supported by keel yet", driver->name);
   for (std::string_view known : kQemuProtocols)
     if (protocol == known)
       raise(ENOTSUP, "Protocol '{}' is not supported by keel yet: only local files can be opened", protocol);
@@ -80,6 +76,12 @@ void apply_json(std::string_view text, ImageOptions& options) {
 }
 
 }  // namespace
+
+std::optional<std::string> protocol_of(const std::string& name) {
+  const size_t end = name.find_first_of(":/");
+  if (end == std::string::npos || name[end] != ':') return std::nullopt;
+  return name.substr(0, end);
+}
 
 bool is_json_name(const std::string& name) { return name.starts_with(kJsonPrefix); }
 

@@ -5,6 +5,7 @@
 #include "base/error.h"
 #include "block/options.h"
 #include "block/probed_raw_guard.h"
+#include "block/protocol.h"
 
 namespace keel::block {
 
@@ -77,7 +78,13 @@ Task<std::unique_ptr<BlockNode>> open_image(const ImageOptions& options) {
     raise(EINVAL, "force-share=on can only be used with read-only images");
   if (options.aio == "native" && !options.open.cache.direct)
     raise(EINVAL, "aio=native was specified, but it requires cache.direct=on, which was not specified.");
-  std::unique_ptr<BlockNode> node = co_await open_image_path(options.filename, options.open);
+  const ProtocolDriver* protocol = options.filename_is_name ? protocol_driver_for(options.filename) : nullptr;
+  // (Not a conditional expression: GCC 12 miscompiles co_await inside one.)
+  std::unique_ptr<BlockNode> node;
+  if (protocol)
+    node = co_await open_image_over(*protocol, options.filename, options.open);
+  else
+    node = co_await open_image_path(options.filename, options.open);
   if (!options.format_options.empty())
     raise(EINVAL, "Block format '{}' does not support the option '{}'", node->format_name(),
           options.format_options.front());

@@ -17,6 +17,9 @@ namespace keel::block {
 
 struct ImageOptions {
   std::string filename;  // file.filename, or the path named beside the options
+  // `filename` is the image name a command line gave (keel-io's operand), not file.filename:
+  // a registered protocol's name ("nbd://...") opens through that protocol's driver.
+  bool filename_is_name = false;
   OpenOptions open;
   bool read_only_option = false;  // read-only=on
   std::optional<std::string> aio;  // aio / file.aio: threads, native, io_uring

@@ -55,7 +55,7 @@ block::FormatInfo Qcow2Node::format_info() const {
     data.push_back({"corrupt", {bool(header_.incompatible_features & kIncompatCorrupt) || corrupt_}});
     data.push_back({"extended-l2", {header_.extended_l2()}});
   }
-  info.dirty = header_.incompatible_features & kIncompatDirty;
+  info.dirty = (header_.incompatible_features & kIncompatDirty) != 0;
   return info;
 }
 

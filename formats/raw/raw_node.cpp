@@ -21,6 +21,8 @@ class RawNode final : public BlockNode {
   // zeros beyond its end, as in qemu.
   uint64_t size() const override { return align_up(file_->size(), 512); }
   Limits limits() const override { return file_->limits(); }
+  // What the protocol node knows, as qemu's raw forwards bdrv_get_info to its file.
+  FormatInfo format_info() const override { return {.dirty = file_->format_info().dirty}; }
 
   Task<void> read(uint64_t offset, std::span<std::byte> buffer) override {
     check_range(offset, buffer.size());

@@ -119,7 +119,7 @@ nlohmann::ordered_json image_info_json(const block::ImageInfo& info) {
     j["full-backing-filename"] = info.full_backing_filename.value_or(*f.backing_filename);
     j["backing-filename"] = *f.backing_filename;
   }
-  j["dirty-flag"] = f.dirty;
+  if (f.dirty) j["dirty-flag"] = *f.dirty;
   return j;
 }
 
@@ -135,7 +135,7 @@ std::string image_info_human(const block::ImageInfo& info) {
     out += "disk size: unavailable\n";
   if (f.encrypted) out += "encrypted: yes\n";
   if (f.cluster_size) out += fmt::format("cluster_size: {}\n", *f.cluster_size);
-  if (f.dirty) out += "cleanly shut down: no\n";
+  if (f.dirty.value_or(false)) out += "cleanly shut down: no\n";
   if (f.backing_filename) {
     const std::string& backing = *f.backing_filename;
     const std::string full = info.full_backing_filename.value_or(backing);

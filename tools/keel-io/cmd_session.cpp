@@ -29,7 +29,10 @@ bool open_run(Session& session, const Words& words) {
   }
   const auto& operands = options.operands();
   if (operands.size() > 1) return print_usage(kOpen);
-  if (operands.size() == 1) settings.name = settings.image.filename = operands[0];
+  if (operands.size() == 1) {
+    settings.name = settings.image.filename = operands[0];
+    settings.image.filename_is_name = true;
+  }
   return session.open(settings);
 }
 

@@ -111,6 +111,7 @@ int run(int argc, char** argv) {
       block::apply_image_options(operands[0], settings.image);
     } else {
       settings.name = settings.image.filename = operands[0];
+      settings.image.filename_is_name = true;
     }
     if (!session.open(settings)) return 1;
   }
