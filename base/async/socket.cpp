@@ -158,6 +158,7 @@ Listener Listener::adopt(int fd) { return Listener(Socket(fd)); }
 
 Task<Socket> Listener::accept() {
   for (;;) {
+    if (shut_down_) co_return Socket();
     const int fd = ::accept4(socket_.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0) {
       no_delay(fd);

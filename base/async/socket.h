@@ -62,7 +62,12 @@ class Listener {
 
   // Waits for a connection; an invalid Socket after shutdown().
   Task<Socket> accept();
-  void shutdown() noexcept { socket_.shutdown(); }
+  // Linux fails accept() after shutdown() only for TCP; a Unix listener keeps answering EAGAIN while polling as
+  // ready, so the flag is what ends accept() for both.
+  void shutdown() noexcept {
+    shut_down_ = true;
+    socket_.shutdown();
+  }
   int fd() const noexcept { return socket_.fd(); }
   // The TCP port bound (after port "0"); 0 for Unix sockets.
   uint16_t port() const;
@@ -70,6 +75,7 @@ class Listener {
  private:
   explicit Listener(Socket s) : socket_(std::move(s)) {}
   Socket socket_;
+  bool shut_down_ = false;
 };
 
 // Blocking connects, for clients and tests; the result is non-blocking.

@@ -169,6 +169,16 @@ TEST_P(LoopTest, ShutdownEndsAnAccept) {
   EXPECT_TRUE(ended);
 }
 
+// A shut-down Unix listener polls as ready but accept() keeps failing with EAGAIN: accept must still end.
+TEST_P(LoopTest, ShutdownEndsAnAcceptOnAUnixSocket) {
+  EventLoop loop(GetParam());
+  test::TempDir dir;
+  Listener l = Listener::unix_socket(dir.file("s.sock"));
+  bool ended = false;
+  loop.run(both(accept_ends(&l, &ended), shutdown_later(&l)));
+  EXPECT_TRUE(ended);
+}
+
 TEST_P(LoopTest, LargeWritesCompleteAgainstASlowReader) {
   EventLoop loop(GetParam());
   int pair[2];
