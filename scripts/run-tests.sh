@@ -20,7 +20,7 @@ scripts/build.sh asan
 scripts/build.sh tsan keel-nbd robustness_nbd_load unit_loop
 rm -rf build-tsan/tsan-reports && mkdir -p build-tsan/tsan-reports
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1:log_path=$PWD/tsan-reports/report" \
-  ctest --output-on-failure -j "$jobs" -R '^(NbdLoadTest|Backends/LoopTest)\.')
+  ctest --output-on-failure -j "$jobs" -R '^(Aio/NbdLoadTest|Backends/LoopTest)\.')
 if compgen -G "build-tsan/tsan-reports/report*" >/dev/null; then
   cat build-tsan/tsan-reports/report* >&2
   exit 1

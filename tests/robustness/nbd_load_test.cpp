@@ -39,7 +39,9 @@ constexpr bool kSanitized = true;
 constexpr bool kSanitized = false;
 #endif
 
-class NbdLoadTest : public ::testing::Test {
+// Each case runs with both of keel-nbd's I/O back ends: io_uring (one thread) and threads (a pool, and an epoll
+// thread for the sockets), the one where TSan has threads to watch.
+class NbdLoadTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     raw_ = dir_.file("disk.raw");
@@ -47,8 +49,9 @@ class NbdLoadTest : public ::testing::Test {
     write_file(raw_, contents_);
   }
 
-  NbdServerProcess& serve(std::vector<std::string> options) {
-    options.insert(options.end(), {"-f", "raw", raw_});
+  NbdServerProcess& serve(std::vector<std::string> options, const std::string& format = "raw",
+                          const std::string& image = "") {
+    options.insert(options.end(), {"--aio", GetParam(), "-f", format, image.empty() ? raw_ : image});
     server_ = std::make_unique<NbdServerProcess>(NbdServerKind::Keel, dir_.file("s.sock"), options);
     return *server_;
   }
@@ -70,7 +73,7 @@ class NbdLoadTest : public ::testing::Test {
 // --handshake-limit 1: a client silent after the greeting, and one stalled in the middle of an option, are both
 // dropped after about a second while other clients are served; the limit does not apply once a client is past its
 // handshake.
-TEST_F(NbdLoadTest, StalledHandshakesAreDroppedAtTheDeadline) {
+TEST_P(NbdLoadTest, StalledHandshakesAreDroppedAtTheDeadline) {
   serve({"-e", "0", "--handshake-limit", "1"});
   const auto start = Clock::now();
   RawNbdClient silent(server_->socket());
@@ -93,7 +96,7 @@ TEST_F(NbdLoadTest, StalledHandshakesAreDroppedAtTheDeadline) {
 }
 
 // -e 1: a second client waits (no greeting) while the first is connected, and is served once it leaves.
-TEST_F(NbdLoadTest, ConnectionCapMakesClientsWait) {
+TEST_P(NbdLoadTest, ConnectionCapMakesClientsWait) {
   serve({"-e", "1"});
   auto first = std::make_unique<RawNbdClient>(server_->socket());
   first->handshake();
@@ -108,7 +111,7 @@ TEST_F(NbdLoadTest, ConnectionCapMakesClientsWait) {
 // 3000 connections opened and dropped at every stage: before the greeting is read, after it, in the middle of
 // an option, after the handshake, and with a read request in flight. The server ends up with the descriptors it
 // started with and still serves.
-TEST_F(NbdLoadTest, ThousandsOfDroppedConnectionsLeaveNothingBehind) {
+TEST_P(NbdLoadTest, ThousandsOfDroppedConnectionsLeaveNothingBehind) {
   serve({"-e", "0"});
   expect_served();
   const size_t fds_before = server_->open_fds();
@@ -155,15 +158,14 @@ TEST_F(NbdLoadTest, ThousandsOfDroppedConnectionsLeaveNothingBehind) {
 // so its resident memory stays under what it had before plus that budget plus 32 MiB of slack (the client's
 // share of allocator caches, buffers and stacks), while the client has asked for gigabytes. Another client is
 // served meanwhile.
-TEST_F(NbdLoadTest, AClientThatNeverReadsCannotMakeTheServerBuffer) {
+TEST_P(NbdLoadTest, AClientThatNeverReadsCannotMakeTheServerBuffer) {
   const std::string big = dir_.file("big.raw");
   {
     contents_ = random_bytes(8 * kMiB, 4);
     write_file(big, contents_);
     ASSERT_EQ(truncate(big.c_str(), 64 * kMiB), 0);
   }
-  server_ = std::make_unique<NbdServerProcess>(NbdServerKind::Keel, dir_.file("s.sock"),
-                                               std::vector<std::string>{"-e", "0", "-f", "raw", big});
+  serve({"-e", "0"}, "raw", big);
   RawNbdClient hostile(server_->socket());
   hostile.handshake();
   {
@@ -203,11 +205,10 @@ TEST_F(NbdLoadTest, AClientThatNeverReadsCannotMakeTheServerBuffer) {
 
 // Four clients (-e 4) write interleaved 16 KiB stripes of one qcow2 image at once, so their writes share clusters
 // and race for allocations; then qemu-img check finds the image clean and qemu-img compare finds every byte.
-TEST_F(NbdLoadTest, ConcurrentWritersLeaveAConsistentQcow2) {
+TEST_P(NbdLoadTest, ConcurrentWritersLeaveAConsistentQcow2) {
   const std::string image = dir_.file("disk.qcow2");
   ASSERT_EQ(run({"qemu-img", "create", "-q", "-f", "qcow2", image, "8M"}).status, 0);
-  server_ = std::make_unique<NbdServerProcess>(NbdServerKind::Keel, dir_.file("s.sock"),
-                                               std::vector<std::string>{"-e", "4", "-f", "qcow2", image});
+  serve({"-e", "4"}, "qcow2", image);
   constexpr int kClients = 4;
   constexpr uint64_t kStripe = 16 * 1024, kSize = 8 * kMiB;
   const std::vector<uint8_t> expected = random_bytes(kSize, 5);
@@ -246,6 +247,9 @@ TEST_F(NbdLoadTest, ConcurrentWritersLeaveAConsistentQcow2) {
   const RunResult compare = run({"qemu-img", "compare", "-f", "qcow2", "-F", "raw", image, reference});
   EXPECT_EQ(compare.status, 0) << compare.out << compare.err;
 }
+
+INSTANTIATE_TEST_SUITE_P(Aio, NbdLoadTest, ::testing::Values("io_uring", "threads"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace keel::test
