@@ -21,7 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 
 // Values from the NBD spec (doc/proto.md).
-constexpr uint32_t kOptExportName = 1, kOptList = 3, kOptGo = 7;
+constexpr uint32_t kOptExportName = 1, kOptList = 3, kOptGo = 7, kOptExtendedHeaders = 11;
 constexpr uint32_t kRepAck = 1, kRepServer = 2;
 constexpr uint32_t kErrUnsup = 0x80000001, kErrInvalid = 0x80000003;
 constexpr uint16_t kRead = 0, kWrite = 1, kDisc = 2, kFlush = 3, kTrim = 4, kWriteZeroes = 6;
@@ -336,6 +336,60 @@ TEST_P(NbdHostileTest, BadRequestMagicCloses) {
     EXPECT_FALSE(c.receive(1));
   else
     EXPECT_TRUE(c.closed_within());
+  expect_served();
+}
+
+// With extended headers (keel only: qemu-nbd 7.2 answers NBD_OPT_EXTENDED_HEADERS with ERR_UNSUP) lengths are 64
+// bits: a write declaring 2^40 bytes of payload is answered EINVAL in an error chunk and the connection closed, and
+// a compact request where 32-byte ones are due is a broken stream (closed without a reply).
+TEST_P(NbdHostileTest, ExtendedHeadersWithAbsurdLengths) {
+  serve();
+  auto extended_client = [&] {
+    auto c = std::make_unique<RawNbdClient>(server_->socket());
+    EXPECT_TRUE(c->read_greeting());
+    c->send({0, 0, 0, 3});
+    c->send(option_bytes(kOptExtendedHeaders, 0));
+    const auto r = c->option_reply();
+    EXPECT_TRUE(r);
+    return std::make_pair(std::move(c), r ? r->type : 0);
+  };
+  auto [c, answer] = extended_client();
+  if (!keel()) {
+    EXPECT_EQ(answer, kErrUnsup);
+    GTEST_SKIP() << "qemu-nbd 7.2 has no extended headers";
+  }
+  ASSERT_EQ(answer, kRepAck);
+  const Buffer go = go_payload("");
+  c->send(option_bytes(kOptGo, static_cast<uint32_t>(go.size()), go));
+  for (auto r = c->option_reply(); r && r->type != kRepAck; r = c->option_reply()) ASSERT_LT(r->type, 0x80000000u);
+  // 32-byte request: magic, flags, type, cookie, offset, 64-bit length.
+  Buffer write;
+  put_be32(write, 0x21e41c71);
+  put_be16(write, 0);
+  put_be16(write, kWrite);
+  put_be64(write, 77);
+  put_be64(write, 0);
+  put_be64(write, uint64_t{1} << 40);
+  write.resize(write.size() + 4096, 0xcc);
+  c->send(write);
+  const auto header = c->receive(32);
+  ASSERT_TRUE(header);
+  EXPECT_EQ(get_be32(header->data()), 0x6e8a278cu);  // extended reply magic
+  EXPECT_EQ(get_be16(header->data() + 6), 0x8001);    // NBD_REPLY_TYPE_ERROR
+  EXPECT_EQ(get_be64(header->data() + 8), 77u);
+  const auto payload = c->receive(get_be64(header->data() + 24));
+  ASSERT_TRUE(payload);
+  EXPECT_EQ(get_be32(payload->data()), kEinval);
+  EXPECT_TRUE(c->closed_within());
+
+  auto [compact, ack] = extended_client();
+  ASSERT_EQ(ack, kRepAck);
+  compact->send(option_bytes(kOptGo, static_cast<uint32_t>(go.size()), go));
+  for (auto r = compact->option_reply(); r && r->type != kRepAck; r = compact->option_reply()) {
+  }
+  compact->send(request_bytes(kRead, 0, 1, 0, 512));
+  compact->send(Buffer(4, 0));  // 32 bytes in all, so only the magic is wrong
+  EXPECT_FALSE(compact->receive(1));
   expect_served();
 }
 
