@@ -7,6 +7,7 @@
 // (scripts/run-tests.sh).
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <gtest/gtest.h>
@@ -246,6 +247,25 @@ TEST_P(NbdLoadTest, ConcurrentWritersLeaveAConsistentQcow2) {
   EXPECT_EQ(check.status, 0) << check.out << check.err;
   const RunResult compare = run({"qemu-img", "compare", "-f", "qcow2", "-F", "raw", image, reference});
   EXPECT_EQ(compare.status, 0) << compare.out << compare.err;
+}
+
+// SIGTERM ends the server while it has clients at every stage, one of them not reading its replies (it used to
+// spin on its shut-down Unix listener instead).
+TEST_P(NbdLoadTest, SigtermEndsTheServerWithClientsConnected) {
+  serve({"-e", "0"});
+  RawNbdClient greeted(server_->socket());
+  ASSERT_TRUE(greeted.read_greeting());
+  RawNbdClient idle(server_->socket());
+  idle.handshake();
+  RawNbdClient deaf(server_->socket());
+  deaf.handshake();
+  for (uint64_t i = 0; i < 64; i++) deaf.request(kRead, 0, i, 0, kMiB);
+  expect_served();
+  ASSERT_EQ(kill(server_->pid(), SIGTERM), 0);
+  const auto deadline = Clock::now() + 10s;
+  while (!server_->exited() && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(server_->exited()) << "keel-nbd still running 10 s after SIGTERM";
+  EXPECT_TRUE(idle.closed_within(1s));
 }
 
 INSTANTIATE_TEST_SUITE_P(Aio, NbdLoadTest, ::testing::Values("io_uring", "threads"),
