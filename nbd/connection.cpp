@@ -136,6 +136,13 @@ Task<bool> Connection::receive_request(Request& request, std::vector<std::byte>&
   const bool write = request.type == static_cast<uint16_t>(Command::Write);
   const bool read = request.type == static_cast<uint16_t>(Command::Read);
   const uint32_t error = validate(request);
+  if (write && request.length > kMaxRequestBytes) {
+    // As qemu: the EINVAL reply goes out, then the connection ends rather than read a payload of up to 2^64 bytes.
+    end_reason_ = "write longer than the maximum request size";
+    broken_ = true;
+    co_await wait_for_credit(0);
+    co_return true;
+  }
   if (write && error) {
     // The payload follows even a refused write; it is read past, not kept.
     co_await reader_.skip(request.length);
@@ -155,32 +162,31 @@ uint32_t Connection::validate(const Request& r) const {
   const uint64_t size = export_->backend().size();
   const bool writable = export_->backend().writable();
   const bool in_range = r.offset <= size && r.length <= size - r.offset;
-  uint16_t allowed = 0;
+  // FUA is advertised, and the spec then has the server accept it on every command.
+  uint16_t allowed = cf::kFua;
   bool writes = false;
   switch (static_cast<Command>(r.type)) {
     case Command::Read:
-      allowed = structured_ ? cf::kDf : 0;
+      if (structured_) allowed |= cf::kDf;
       if (r.length > kMaxRequestBytes) return error::kInval;
       break;
     case Command::Write:
-      allowed = cf::kFua;
       writes = true;
       if (r.length > kMaxRequestBytes) return error::kInval;
       break;
     case Command::WriteZeroes:
-      allowed = cf::kFua | cf::kNoHole | cf::kFastZero;
+      allowed |= cf::kNoHole | cf::kFastZero;
       writes = true;
       break;
     case Command::Trim:
-      allowed = cf::kFua;
       writes = true;
       break;
     case Command::Flush:
-      return r.flags == 0 ? 0 : error::kInval;
+      return r.flags & ~allowed ? error::kInval : 0;
     case Command::Cache:
       break;
     case Command::BlockStatus:
-      allowed = cf::kReqOne;
+      allowed |= cf::kReqOne;
       if (!allocation_id_ && !depth_id_) return error::kInval;
       break;
     default:

@@ -26,12 +26,13 @@ Task<bool> StreamReader::read_exact(std::span<std::byte> out) {
       begin_ = end_ = 0;
       const size_t want = out.size() - done;
       // Large payloads go straight to their destination; short messages are read ahead.
-      if (want >= buffer_.size()) {
+      if (want >= kBufferSize) {
         const size_t n = co_await transport_->read_some(out.subspan(done));
         if (n == 0) break;
         done += n;
         continue;
       }
+      if (buffer_.size() < kBufferSize) buffer_.resize(kBufferSize);
       end_ = co_await transport_->read_some(buffer_);
       if (end_ == 0) break;
     }

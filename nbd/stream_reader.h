@@ -30,7 +30,9 @@ class StreamReader {
 
  private:
   Transport* transport_;
-  std::vector<std::byte> buffer_ = std::vector<std::byte>(64 * 1024);
+  // Allocated at the first read, so connections still in their handshake (which reads by itself) cost little.
+  static constexpr size_t kBufferSize = 64 * 1024;
+  std::vector<std::byte> buffer_;
   size_t begin_ = 0;
   size_t end_ = 0;
 };

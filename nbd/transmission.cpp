@@ -13,8 +13,6 @@ namespace {
 
 namespace cf = command_flag;
 
-bool is(const Request& r, Command c) { return r.type == static_cast<uint16_t>(c); }
-
 iovec piece(const void* data, size_t length) { return iovec{const_cast<void*>(data), length}; }
 
 }  // namespace

@@ -33,6 +33,7 @@ class BackgroundProcess {
   BackgroundProcess& operator=(const BackgroundProcess&) = delete;
 
   bool started() const { return pid_ > 0; }
+  int pid() const { return pid_; }
   // True once the program has ended (it is reaped then).
   bool exited();
 

@@ -169,6 +169,7 @@ TEST_P(LoopTest, ShutdownEndsAnAccept) {
   EXPECT_TRUE(ended);
 }
 
+// A shut-down Unix listener polls as ready but accept() keeps failing with EAGAIN: accept must still end.
 TEST_P(LoopTest, ShutdownEndsAnAcceptOnAUnixSocket) {
   EventLoop loop(GetParam());
   test::TempDir dir;
