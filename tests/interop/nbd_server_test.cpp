@@ -254,4 +254,32 @@ attempt("zero-length-read", lambda: len(h.pread(0, 0)))
   EXPECT_EQ(outputs["keel-nbd"], outputs["qemu-nbd"]);
 }
 
+// Command lines that fail before serving: the same message (program name aside) and status as qemu-nbd.
+TEST(NbdServe, BadCommandLinesFailAsQemuNbd) {
+  if (!have_program("qemu-nbd")) GTEST_SKIP() << "qemu-nbd missing";
+  TempDir t;
+  const std::string raw = t.file("disk.raw");
+  ASSERT_EQ(qemu_img({"create", "-q", "-f", "raw", raw, "1M"}).status, 0);
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {"-x"},
+      {"--bogus", raw},
+      {t.file("missing.qcow2")},
+      {"-e", "abc", raw},
+      {"--cache=bad", raw},
+      {raw, raw},
+      {"-f", "nosuch", raw},
+      {"-f", "qcow2", raw},
+  };
+  for (const auto& args : cases) {
+    std::vector<std::string> qemu{"qemu-nbd"}, keel{keel_bin("keel-nbd")};
+    qemu.insert(qemu.end(), args.begin(), args.end());
+    keel.insert(keel.end(), args.begin(), args.end());
+    const RunResult q = run(qemu), k = run(keel);
+    EXPECT_EQ(k.status, q.status) << join(args);
+    EXPECT_EQ(k.err, replace_all(q.err, "qemu-nbd", "keel-nbd")) << join(args);
+    EXPECT_EQ(k.out, q.out) << join(args);
+  }
+}
+
 }  // namespace keel::test::interop

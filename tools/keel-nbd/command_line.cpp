@@ -107,7 +107,7 @@ size_t parse_count(const std::string& text, const char* what) {
   char* end = nullptr;
   errno = 0;
   const long long v = std::strtoll(text.c_str(), &end, 0);
-  if (text.empty() || *end || errno || v < 0) usage_error(fmt::format("Invalid {} '{}'", what, text));
+  if (text.empty() || *end || errno || v < 0) raise(EINVAL, "Invalid {} '{}'", what, text);
   return static_cast<size_t>(v);
 }
 
@@ -174,10 +174,10 @@ CommandLine parse_command_line(int argc, char** argv) {
   }
   if (scanner.operands().size() != 1) usage_error("Invalid number of arguments");
   cl.image_name = scanner.operands()[0];
-  if (cl.socket_path && (cl.bind != "0.0.0.0" || cl.port != "10809"))
-    usage_error("-k and -b/-p are mutually exclusive");
   cl.image.open.writable = !cl.image.read_only_option;
-  cl.image.open.cache = tools::parse_cache_mode(nocache ? "none" : cache);
+  const auto mode = block::CacheMode::parse(nocache ? "none" : cache);
+  if (!mode) raise(EINVAL, "Invalid cache mode `{}'", cache);
+  cl.image.open.cache = *mode;
   return cl;
 }
 
