@@ -2,6 +2,8 @@
 // export's BlockBackend, and its reply in the negotiated form (simple,
 // structured, or extended headers).
 #include <algorithm>
+#include <optional>
+#include <string>
 
 #include "base/endian.h"
 #include "base/error.h"
@@ -13,7 +15,26 @@ namespace {
 
 namespace cf = command_flag;
 
+bool is(const Request& r, Command c) { return r.type == static_cast<uint16_t>(c); }
+
 iovec piece(const void* data, size_t length) { return iovec{const_cast<void*>(data), length}; }
+
+struct Failure {
+  uint32_t error;  // the NBD error value
+  std::string message;
+};
+
+// Runs the engine's part of a request: nullopt when it succeeds, else what to reply. Failures to send a reply
+// are not caught here; they end the connection.
+template <typename Op>
+Task<std::optional<Failure>> failure_of(Op op) {
+  try {
+    co_await op();
+  } catch (const Error& e) {
+    co_return Failure{nbd_error_from_errno(e.code() ? e.code() : EIO), e.message()};
+  }
+  co_return std::nullopt;
+}
 
 }  // namespace
 
@@ -53,16 +74,16 @@ Task<void> Connection::reply_error(const Request& r, uint32_t error, std::string
 Task<void> Connection::execute(const Request& r, std::span<const std::byte> payload) {
   block::BlockBackend& backend = export_->backend();
   const bool fua = r.flags & cf::kFua;
-  int failure = 0;
-  std::string message;
-  try {
+  if (is(r, Command::Read)) {
+    co_await execute_read(r);
+    co_return;
+  }
+  if (is(r, Command::BlockStatus)) {
+    co_await execute_block_status(r);
+    co_return;
+  }
+  const auto failure = co_await failure_of([&]() -> Task<void> {
     switch (static_cast<Command>(r.type)) {
-      case Command::Read:
-        co_await execute_read(r);
-        co_return;
-      case Command::BlockStatus:
-        co_await execute_block_status(r);
-        co_return;
       case Command::Write:
         co_await backend.write(r.offset, payload, {.fua = fua});
         break;
@@ -84,12 +105,9 @@ Task<void> Connection::execute(const Request& r, std::span<const std::byte> payl
       default:
         break;
     }
-  } catch (const Error& e) {
-    failure = e.code() ? e.code() : EIO;
-    message = e.message();
-  }
+  });
   if (failure)
-    co_await reply_error(r, nbd_error_from_errno(failure), message);
+    co_await reply_error(r, failure->error, failure->message);
   else
     co_await reply_ok(r);
 }
@@ -103,9 +121,7 @@ Task<void> Connection::execute_read(const Request& r) {
     bool zero;
   };
   std::vector<Extent> extents;
-  int failure = 0;
-  std::string message;
-  try {
+  const auto failure = co_await failure_of([&]() -> Task<void> {
     if (structured_ && !(r.flags & cf::kDf)) {
       for (uint64_t pos = 0; pos < r.length;) {
         const block::BlockStatus st = co_await backend.block_status(r.offset + pos, r.length - pos);
@@ -121,12 +137,9 @@ Task<void> Connection::execute_read(const Request& r) {
     }
     if (std::any_of(extents.begin(), extents.end(), [](const Extent& e) { return !e.zero; }))
       co_await backend.read(r.offset, data);
-  } catch (const Error& e) {
-    failure = e.code() ? e.code() : EIO;
-    message = e.message();
-  }
+  });
   if (failure) {
-    co_await reply_error(r, nbd_error_from_errno(failure), message);
+    co_await reply_error(r, failure->error, failure->message);
     co_return;
   }
   Bytes headers;
@@ -185,9 +198,7 @@ Task<void> Connection::execute_block_status(const Request& r) {
     else
       list.push_back({length, status});
   };
-  int failure = 0;
-  std::string message;
-  try {
+  const auto failure = co_await failure_of([&]() -> Task<void> {
     for (uint64_t pos = r.offset; pos < end;) {
       const block::BlockStatus st = co_await backend.block_status(pos, end - pos);
       const uint64_t length = std::clamp<uint64_t>(st.length, 1, end - pos);
@@ -198,12 +209,9 @@ Task<void> Connection::execute_block_status(const Request& r) {
       const bool firsts_known = (!allocation_id_ || allocation.size() > 1) && (!depth_id_ || depth.size() > 1);
       if ((one && firsts_known) || allocation.size() >= kMaxExtents || depth.size() >= kMaxExtents) break;
     }
-  } catch (const Error& e) {
-    failure = e.code() ? e.code() : EIO;
-    message = e.message();
-  }
+  });
   if (failure) {
-    co_await reply_error(r, nbd_error_from_errno(failure), message);
+    co_await reply_error(r, failure->error, failure->message);
     co_return;
   }
   if (one) {
