@@ -270,6 +270,11 @@ TEST(NbdServe, BadCommandLinesFailAsQemuNbd) {
       {raw, raw},
       {"-f", "nosuch", raw},
       {"-f", "qcow2", raw},
+      {"-L", raw},
+      {"-L", "-x", "name"},
+      {"-L", "--fork"},
+      {"-L", "-k", t.file("no-such.sock")},
+      {"-L", "-b", "127.0.0.1", "-p", "1"},
   };
   for (const auto& args : cases) {
     std::vector<std::string> qemu{"qemu-nbd"}, keel{keel_bin("keel-nbd")};
@@ -279,6 +284,27 @@ TEST(NbdServe, BadCommandLinesFailAsQemuNbd) {
     EXPECT_EQ(k.status, q.status) << join(args);
     EXPECT_EQ(k.err, replace_all(q.err, "qemu-nbd", "keel-nbd")) << join(args);
     EXPECT_EQ(k.out, q.out) << join(args);
+  }
+}
+
+// keel-nbd -L prints what qemu-nbd -L prints, for each kind of server: qemu-nbd, keel-nbd itself and nbdkit.
+TEST(NbdServe, ListModeAsQemuNbd) {
+  if (!have_program("qemu-nbd") || !have_program("nbdkit")) GTEST_SKIP() << "qemu-nbd or nbdkit missing";
+  Images images;
+  Served qemu("qemu-nbd", images.t.file("q.sock"), {"-r", "-x", "foo", "-D", "some text", "-A", images.overlay});
+  Served keel("keel-nbd", images.t.file("k.sock"), {"-r", "-e", "2", "-f", "raw", images.raw});
+  BackgroundProcess nbdkit({"nbdkit", "-f", "-U", images.t.file("m.sock"), "memory", "1M"});
+  ASSERT_TRUE(qemu.ready());
+  ASSERT_TRUE(keel.ready());
+  for (int i = 0; i < 500 && !connectable(images.t.file("m.sock")); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (const std::string socket : {"q.sock", "k.sock", "m.sock"}) {
+    const RunResult q = run({"qemu-nbd", "-L", "-k", images.t.file(socket)});
+    const RunResult k = run({keel_bin("keel-nbd"), "-L", "-k", images.t.file(socket)});
+    EXPECT_EQ(q.status, 0) << describe("qemu-nbd -L", q);
+    EXPECT_EQ(k.status, q.status) << socket;
+    EXPECT_EQ(k.out, q.out) << socket;
+    EXPECT_EQ(k.err, q.err) << socket;
   }
 }
 

@@ -91,7 +91,10 @@ void print_help() {
       "      --detect-zeroes=MODE  set detect-zeroes mode (off)\n"
       "      --image-opts          treat FILE as a full set of image options\n"
       "\n"
-      "Not supported by keel-nbd yet (refused with a message): -o, -B, -l, -L, -c, -d,\n"
+      "  -L, --list                list exports available from another NBD server\n"
+      "                            (at -k PATH, or -b ADDRESS and -p PORT)\n"
+      "\n"
+      "Not supported by keel-nbd yet (refused with a message): -o, -B, -l, -c, -d,\n"
       "--object, --tls-creds, --tls-authz, --tls-hostname, -T, --selinux-label.\n");
 }
 
@@ -119,7 +122,12 @@ CommandLine parse_command_line(int argc, char** argv) {
   bool nocache = false;
   std::vector<std::string> words(argv + 1, argv + argc);
   tools::OptionScanner scanner("keel-nbd", words, "hVb:o:p:rsnc:dvk:e:f:tl:x:T:D:AB:L", kLongOptions);
+  // Options that describe the image served, which list mode has none of (qemu-nbd's "per-device settings").
+  bool per_device = false;
   while (auto o = scanner.next()) {
+    if (std::string_view("fxDAn").find(static_cast<char>(o->id)) != std::string_view::npos || o->id == kCache ||
+        o->id == kAio || o->id == kDiscard || o->id == kDetectZeroes || o->id == kImageOpts)
+      per_device = true;
     switch (o->id) {
       case 'h':
         print_help();
@@ -127,7 +135,10 @@ CommandLine parse_command_line(int argc, char** argv) {
       case 'V':
         std::printf("keel-nbd version 0.1.0\n");
         throw tools::ExitStatus{0};
-      case 'b': cl.bind = o->argument; break;
+      case 'b':
+        cl.bind = o->argument;
+        cl.explicit_bind = true;
+        break;
       case 'p': cl.port = o->argument; break;
       case 'k': cl.socket_path = o->argument; break;
       case 'r': cl.image.open.writable = false; cl.image.read_only_option = true; break;
@@ -163,7 +174,7 @@ CommandLine parse_command_line(int argc, char** argv) {
       case 'o': not_supported("-o/--offset");
       case 'B': not_supported("-B/--bitmap (persistent dirty bitmaps)");
       case 'l': not_supported("-l/--load-snapshot");
-      case 'L': not_supported("-L/--list");
+      case 'L': cl.list = true; break;
       case 'c': case 'd': not_supported("The kernel NBD client (-c/-d)");
       case kObject: not_supported("--object");
       case kTlsCreds: case kTlsAuthz: case kTlsHostname: not_supported("TLS (--tls-creds)");
@@ -171,6 +182,12 @@ CommandLine parse_command_line(int argc, char** argv) {
       case kSelinuxLabel: not_supported("--selinux-label");
       default: raise(EINVAL, "Try `keel-nbd --help' for more information.");
     }
+  }
+  if (cl.list) {
+    if (!scanner.operands().empty()) raise(EINVAL, "List mode is incompatible with a file name");
+    if (per_device) raise(EINVAL, "List mode is incompatible with per-device settings");
+    if (cl.fork) raise(EINVAL, "List mode is incompatible with forking");
+    return cl;
   }
   if (scanner.operands().size() != 1) usage_error("Invalid number of arguments");
   cl.image_name = scanner.operands()[0];

@@ -29,6 +29,9 @@ struct CommandLine {
   bool fork = false;
   std::optional<std::string> pid_file;
   std::chrono::milliseconds handshake_limit{10000};
+
+  bool list = false;  // -L: list another server's exports instead of serving
+  bool explicit_bind = false;
 };
 
 // Parses argv; prints --help or --version and throws tools::ExitStatus(0) for those, raises keel::Error

@@ -18,6 +18,7 @@
 #include "nbd/server.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-nbd/command_line.h"
+#include "tools/keel-nbd/list_mode.h"
 
 namespace keel::nbdtool {
 
@@ -89,6 +90,7 @@ void write_pid_file(const std::string& path) {
 
 int run(int argc, char** argv) {
   CommandLine cl = parse_command_line(argc, argv);
+  if (cl.list) return list_exports(cl);
   const int ready_fd = cl.fork ? fork_server() : -1;
 
   int pair[2];
