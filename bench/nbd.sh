@@ -51,7 +51,10 @@ start_server() {  # start_server NAME FORMAT IMAGE SOCKET
     nbdkit) nbdkit -f -U "$sock" file "$image" & ;;
   esac
   server_pid=$!
-  for _ in $(seq 200); do [[ -S $sock ]] && nbdinfo --size "nbd+unix:///?socket=$sock" >/dev/null 2>&1 && return; sleep 0.05; done
+  for _ in $(seq 200); do
+    [[ -S $sock ]] && nbdinfo --size "nbd+unix:///?socket=$sock" >/dev/null 2>&1 && return
+    sleep 0.05
+  done
   echo "$name did not start" >&2
   exit 1
 }
@@ -63,6 +66,11 @@ stop_server() {
 }
 
 now() { date +%s.%N; }
+
+# fio's nbd engine prints a line before its JSON.
+iops_of() {
+  python3 -c "import json, sys; t = sys.stdin.read(); j = json.loads(t[t.index('{'):]); print(round(j['jobs'][0]['$1']['iops']))"
+}
 
 run_workload() {  # run_workload WORKLOAD URI -> prints the figure
   local workload=$1 uri=$2 t0 t1
@@ -77,7 +85,7 @@ run_workload() {  # run_workload WORKLOAD URI -> prints the figure
       local rw=${workload#rand-}
       fio --name=bench --ioengine=nbd --uri="$uri" --rw=rand$rw --bs=4k --iodepth=32 --runtime="$runtime" \
         --time_based --size=${size_mib}M --output-format=json 2>/dev/null |
-        python3 -c "import json,sys; t=sys.stdin.read(); j=json.loads(t[t.index('{'):])['jobs'][0]; print(round(j['$rw']['iops']))" ;;
+        iops_of "$rw" ;;
   esac
 }
 

@@ -110,7 +110,8 @@ Task<void> Connection::transmission() {
 Task<void> Connection::wait_for_credit(uint64_t bytes) {
   const ConnectionLimits& limits = config_.limits;
   // One request bigger than the byte budget still runs, alone.
-  while (in_flight_ >= limits.max_requests_in_flight || (buffered_ > 0 && buffered_ + bytes > limits.max_buffered_bytes))
+  while (in_flight_ >= limits.max_requests_in_flight ||
+         (buffered_ > 0 && buffered_ + bytes > limits.max_buffered_bytes))
     co_await credit_.wait();
   in_flight_++;
   buffered_ += bytes;
@@ -195,8 +196,7 @@ uint32_t Connection::validate(const Request& r) const {
   if (r.flags & ~allowed) return error::kInval;
   if (writes && !writable) return error::kPerm;
   // As qemu: a write past the end is "no space", anything else past it invalid.
-  if (!in_range)
-    return writes && r.type != static_cast<uint16_t>(Command::Trim) ? error::kNoSpc : error::kInval;
+  if (!in_range) return writes && r.type != static_cast<uint16_t>(Command::Trim) ? error::kNoSpc : error::kInval;
   return 0;
 }
 

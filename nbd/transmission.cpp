@@ -181,7 +181,8 @@ Task<void> Connection::execute_read(const Request& r) {
     if (!extents[i].zero) pieces.push_back(piece(data.data() + extents[i].begin, extents[i].length));
     header_begin = header_ends[i];
   }
-  if (header_begin < headers.size()) pieces.push_back(piece(headers.data() + header_begin, headers.size() - header_begin));
+  if (header_begin < headers.size())
+    pieces.push_back(piece(headers.data() + header_begin, headers.size() - header_begin));
   co_await send(pieces);
 }
 

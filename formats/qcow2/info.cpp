@@ -12,7 +12,8 @@ block::InfoValue bitmap_info(const BitmapInfo& b) {
   block::InfoList flags;
   if (b.in_use) flags.push_back({std::string("in-use")});
   if (b.auto_flag) flags.push_back({std::string("auto")});
-  return {block::InfoFields{{"flags", {std::move(flags)}}, {"name", {b.name}}, {"granularity", {uint64_t{b.granularity}}}}};
+  return {
+      block::InfoFields{{"flags", {std::move(flags)}}, {"name", {b.name}}, {"granularity", {uint64_t{b.granularity}}}}};
 }
 
 }  // namespace
@@ -36,7 +37,8 @@ block::FormatInfo Qcow2Node::format_info() const {
   info.specific_type = "qcow2";
   block::InfoFields& data = info.specific;
   data.push_back({"compat", {std::string(header_.version >= 3 ? "1.1" : "0.10")}});
-  data.push_back({"compression-type", {std::string(header_.compression_type == CompressionType::Zstd ? "zstd" : "zlib")}});
+  data.push_back(
+      {"compression-type", {std::string(header_.compression_type == CompressionType::Zstd ? "zstd" : "zlib")}});
   if (header_.version >= 3) {
     data.push_back({"lazy-refcounts", {bool(header_.compatible_features & kCompatLazyRefcounts)}});
     if (!bitmaps_.empty()) {

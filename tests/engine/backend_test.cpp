@@ -1,6 +1,8 @@
 // BlockBackend over real images: each check it makes once for every front
 // end, the request splitting and FUA emulation it does where a node cannot,
 // draining, and arrival-order ordering of overlapping requests.
+#include "block/backend.h"
+
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -9,7 +11,6 @@
 #include "base/async/sync.h"
 #include "base/async/timer.h"
 #include "base/error.h"
-#include "block/backend.h"
 #include "block/format.h"
 #include "tests/support/temp_dir.h"
 
@@ -103,7 +104,8 @@ Task<void> write_then_release(BlockBackend* b, WaitQueue* gate, std::vector<std:
   co_await g.join();
 }
 
-Task<void> write_then_read(BlockBackend* b, WaitQueue* gate, std::vector<std::byte>* data, std::vector<std::byte>* got) {
+Task<void> write_then_read(BlockBackend* b, WaitQueue* gate, std::vector<std::byte>* data,
+                           std::vector<std::byte>* got) {
   TaskGroup g;
   g.spawn(b->write(4096, *data));
   g.spawn(b->read(4096, *got));
