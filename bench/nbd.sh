@@ -69,7 +69,8 @@ now() { date +%s.%N; }
 
 # fio's nbd engine prints a line before its JSON.
 iops_of() {
-  python3 -c "import json, sys; t = sys.stdin.read(); j = json.loads(t[t.index('{'):]); print(round(j['jobs'][0]['$1']['iops']))"
+  python3 -c "import json, sys; t = sys.stdin.read(); j = json.loads(t[t.index('{'):])
+print(round(j['jobs'][0]['$1']['iops']))"
 }
 
 run_workload() {  # run_workload WORKLOAD URI -> prints the figure
