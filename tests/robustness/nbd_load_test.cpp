@@ -199,7 +199,9 @@ TEST_P(NbdLoadTest, AClientThatNeverReadsCannotMakeTheServerBuffer) {
   rss_peak = std::max(rss_peak, server_->rss_bytes());
   std::printf("server RSS %zu MiB before, %zu MiB at most while the client sent %lu reads of 2 MiB\n",
               rss_before / kMiB, rss_peak / kMiB, static_cast<unsigned long>(sent));
-  if (!kSanitized) EXPECT_LT(rss_peak, rss_before + 64 * kMiB + 32 * kMiB);
+  if (!kSanitized) {
+    EXPECT_LT(rss_peak, rss_before + 64 * kMiB + 32 * kMiB);
+  }
   hostile.close();
   expect_served();
 }
