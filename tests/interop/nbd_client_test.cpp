@@ -13,13 +13,13 @@
 namespace keel::test::interop {
 namespace {
 
-// A server in the background, ready once its socket exists.
+// A server in the background, ready once its socket listens.
 class Server {
  public:
   Server(const std::string& socket, const std::vector<std::string>& argv) : process_(argv) {
-    for (int i = 0; i < 500 && !std::filesystem::exists(socket); i++)
+    for (int i = 0; i < 500 && !unix_socket_listening(socket); i++)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    EXPECT_TRUE(std::filesystem::exists(socket)) << "no server socket " << socket << ": " << join(argv);
+    EXPECT_TRUE(unix_socket_listening(socket)) << "no server listening at " << socket << ": " << join(argv);
   }
 
  private:

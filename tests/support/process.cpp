@@ -8,6 +8,8 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 extern char** environ;
@@ -117,6 +119,20 @@ bool BackgroundProcess::exited() {
   if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
   pid_ = -1;
   return true;
+}
+
+bool unix_socket_listening(const std::string& path) {
+  // Lines: "Num RefCount Protocol Flags Type St Inode Path"; __SO_ACCEPTCON (0x10000) in Flags marks a listener.
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  std::getline(table, line);
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string num, refcount, protocol, flags, type, state, inode, socket_path;
+    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode >> socket_path)) continue;
+    if (socket_path == path && (std::stoul(flags, nullptr, 16) & 0x10000)) return true;
+  }
+  return false;
 }
 
 }  // namespace keel::test

@@ -44,4 +44,8 @@ class BackgroundProcess {
 // True if `program` is on PATH.
 bool have_program(const std::string& program);
 
+// True once a Unix socket at `path` is listening (read from /proc/net/unix, so without connecting: a
+// connection would count as a server's client). A socket file exists from bind(), before listen().
+bool unix_socket_listening(const std::string& path);
+
 }  // namespace keel::test
