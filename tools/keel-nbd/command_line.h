@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "block/image_options.h"
+#include "tools/keel-nbd/tls_object.h"
 
 namespace keel::nbdtool {
 
@@ -29,6 +30,9 @@ struct CommandLine {
   bool fork = false;
   std::optional<std::string> pid_file;
   std::chrono::milliseconds handshake_limit{10000};
+
+  std::vector<TlsObject> objects;        // --object, in order
+  std::optional<std::string> tls_creds;  // the id of the object that makes TLS mandatory
 };
 
 // Parses argv; prints --help or --version and throws tools::ExitStatus(0) for those, raises keel::Error
