@@ -124,13 +124,15 @@ std::string psk_uri(const std::string& socket, const std::string& psk_dir) {
 }
 
 // qemu's clients over x509 name the host to check the server certificate against (a Unix socket has none).
-std::vector<std::string> qemu_x509_client(const std::string& dir, const std::string& socket) {
-  return {"--object", "tls-creds-x509,id=tls0,dir=" + dir + ",endpoint=client", "--image-opts",
+std::vector<std::string> qemu_x509_client(const std::string& dir, const std::string& socket,
+                                          const std::string& extra = "") {
+  return {"--object", "tls-creds-x509,id=tls0,dir=" + dir + ",endpoint=client" + extra, "--image-opts",
           "driver=nbd,path=" + socket + ",tls-creds=tls0,tls-hostname=localhost"};
 }
 
-std::vector<std::string> qemu_psk_client(const std::string& dir, const std::string& socket) {
-  return {"--object", "tls-creds-psk,id=tls0,dir=" + dir + ",endpoint=client,username=alice", "--image-opts",
+std::vector<std::string> qemu_psk_client(const std::string& dir, const std::string& socket,
+                                         const std::string& extra = "") {
+  return {"--object", "tls-creds-psk,id=tls0,dir=" + dir + ",endpoint=client,username=alice" + extra, "--image-opts",
           "driver=nbd,path=" + socket + ",tls-creds=tls0"};
 }
 
@@ -223,6 +225,20 @@ TEST_F(NbdTls, PskServesTheRightKeyAndRefusesAWrongOne) {
   }));
   EXPECT_FALSE(same_outcome(object, [&](const std::string& socket) {
     return qemu_img_info(qemu_psk_client(creds().wrong_psk, socket));
+  }));
+}
+
+// GnuTLS clients pick TLS 1.3; one held to TLS 1.2 (qemu's priority string) gets the 1.2 suites, x509 and PSK.
+TEST_F(NbdTls, Tls12ClientsAreServed) {
+  const std::string tls12 = ",priority=NORMAL:-VERS-TLS1.3";
+  EXPECT_TRUE(same_outcome(x509_object(creds().server), [&](const std::string& socket) {
+    return qemu_io_round_trip(qemu_x509_client(creds().client, socket, tls12));
+  }));
+  EXPECT_TRUE(same_outcome(psk_object(creds().psk), [&](const std::string& socket) {
+    return qemu_io_round_trip(qemu_psk_client(creds().psk, socket, tls12));
+  }));
+  EXPECT_FALSE(same_outcome(psk_object(creds().psk), [&](const std::string& socket) {
+    return qemu_img_info(qemu_psk_client(creds().wrong_psk, socket, tls12));
   }));
 }
 
