@@ -13,14 +13,6 @@ namespace keel::nbd {
 
 namespace {
 
-// qemu checks each file is readable before handing it to the TLS library, with this wording.
-std::string credentials_file(const std::string& dir, const char* name) {
-  const std::string path = dir + "/" + name;
-  if (access(path.c_str(), R_OK) != 0)
-    raise(errno, "Unable to access credentials {}: {}", path, std::strerror(errno));
-  return path;
-}
-
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -29,6 +21,14 @@ int hex_digit(char c) {
 }
 
 }  // namespace
+
+// qemu checks each file is readable before handing it to the TLS library, with this wording.
+std::string tls_credentials_file(const std::string& dir, const char* name) {
+  const std::string path = dir + "/" + name;
+  if (access(path.c_str(), R_OK) != 0)
+    raise(errno, "Unable to access credentials {}: {}", path, std::strerror(errno));
+  return path;
+}
 
 std::string openssl_error_text() {
   const unsigned long code = ERR_get_error();
@@ -64,9 +64,9 @@ TlsContext::TlsContext(const TlsCredentials& credentials) {
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
 void TlsContext::load_x509(const TlsCredentials& credentials) {
-  const std::string ca = credentials_file(credentials.dir, "ca-cert.pem");
-  const std::string cert = credentials_file(credentials.dir, "server-cert.pem");
-  const std::string key = credentials_file(credentials.dir, "server-key.pem");
+  const std::string ca = tls_credentials_file(credentials.dir, "ca-cert.pem");
+  const std::string cert = tls_credentials_file(credentials.dir, "server-cert.pem");
+  const std::string key = tls_credentials_file(credentials.dir, "server-key.pem");
   if (SSL_CTX_load_verify_locations(ctx_, ca.c_str(), nullptr) != 1)
     raise(EINVAL, "Cannot load CA certificate {}: {}", ca, openssl_error_text());
   if (SSL_CTX_use_certificate_chain_file(ctx_, cert.c_str()) != 1)
@@ -83,7 +83,7 @@ void TlsContext::load_x509(const TlsCredentials& credentials) {
 }
 
 void TlsContext::load_psk(const std::string& dir) {
-  const std::string path = credentials_file(dir, "keys.psk");
+  const std::string path = tls_credentials_file(dir, "keys.psk");
   std::ifstream in(path);
   std::string line;
   for (size_t number = 1; std::getline(in, line); number++) {

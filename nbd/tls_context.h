@@ -45,6 +45,9 @@ class TlsContext {
   std::map<std::string, std::vector<uint8_t>, std::less<>> psk_keys_;  // std::less<>: lookups never allocate
 };
 
+// DIR/NAME, raising qemu's "Unable to access credentials" error when it cannot be read.
+std::string tls_credentials_file(const std::string& dir, const char* name);
+
 // The message of OpenSSL's most recent error (and clears the queue), for error reports.
 std::string openssl_error_text();
 

@@ -251,6 +251,8 @@ TEST_F(NbdTls, CommandLineErrorsMatchQemuNbd) {
       {"--tls-creds=nope"},
       {"--object", x509_object(server), "--tls-creds=other"},
       {"--object", "tls-creds-x509,id=tls0,dir=" + server + ",endpoint=client", "--tls-creds=tls0"},
+      {"--object", "tls-creds-x509,id=tls0,dir=" + creds().psk, "--tls-creds=tls0"},
+      {"--object", "tls-creds-psk,id=tls0,dir=" + server, "--tls-creds=tls0"},
       {"--object", "tls-creds-x509,dir=" + server},
       {"--object", "tls-creds-x509,id=tls0"},
       {"--object", x509_object(server, ",bogus=1")},

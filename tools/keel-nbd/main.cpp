@@ -88,13 +88,19 @@ void write_pid_file(const std::string& path) {
     raise(errno, "Failed to write pid file '{}': {}", path, errno_text(errno));
 }
 
+bool x509(const TlsObject& object) { return object.credentials.kind == nbd::TlsCredentials::Kind::X509; }
+
 // The credentials --tls-creds names; the server-endpoint objects are loaded first, as qemu creates every object.
 std::shared_ptr<const nbd::TlsContext> tls_context(const CommandLine& cl) {
   std::shared_ptr<const nbd::TlsContext> selected;
   std::vector<std::pair<const TlsObject*, std::shared_ptr<const nbd::TlsContext>>> loaded;
-  for (const TlsObject& object : cl.objects)
+  for (const TlsObject& object : cl.objects) {
+    // A client endpoint is of no use to a server, but qemu loads it all the same: its missing file is the error.
+    if (!object.server_endpoint)
+      nbd::tls_credentials_file(object.credentials.dir, x509(object) ? "ca-cert.pem" : "keys.psk");
     loaded.emplace_back(&object, object.server_endpoint ? std::make_shared<nbd::TlsContext>(object.credentials)
                                                         : nullptr);
+  }
   if (!cl.tls_creds) return nullptr;
   for (const auto& [object, context] : loaded) {
     if (object->id != *cl.tls_creds) continue;
