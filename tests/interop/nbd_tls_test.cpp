@@ -16,8 +16,8 @@ namespace keel::test::interop {
 
 namespace {
 
-constexpr uint32_t kOptExportName = 1, kOptGo = 7;
-constexpr uint32_t kRepErrTlsReqd = 0x80000005;
+constexpr uint32_t kOptExportName = 1, kOptStartTls = 5, kOptGo = 7;
+constexpr uint32_t kRepAck = 1, kRepErrTlsReqd = 0x80000005;
 
 void must_run(const std::vector<std::string>& argv) {
   const RunResult r = run(argv);
@@ -80,13 +80,18 @@ class NbdTls : public ::testing::Test {
   const Credentials& creds() const { return *credentials_; }
 
   // A fresh image for `kind` served with `object` as --tls-creds.
-  std::unique_ptr<NbdServerProcess> serve(NbdServerKind kind, const std::string& object) {
+  std::unique_ptr<NbdServerProcess> serve(NbdServerKind kind, const std::string& object,
+                                          const std::vector<std::string>& options = {}) {
     const std::string name = nbd_server_name(kind);
     const std::string image = t_.file(name + ".raw");
     EXPECT_EQ(qemu_img({"create", "-q", "-f", "raw", image, kImageSize}).status, 0);
     return std::make_unique<NbdServerProcess>(
         kind, t_.file(name + ".sock"),
-        std::vector<std::string>{"--object", object, "--tls-creds=tls0", "-f", "raw", image});
+        [&] {
+          std::vector<std::string> args{"--object", object, "--tls-creds=tls0", "-f", "raw", image};
+          args.insert(args.begin(), options.begin(), options.end());
+          return args;
+        }());
   }
 
   // Runs `client(socket)` against qemu-nbd and keel-nbd serving with `object`; both must succeed or both fail.
@@ -240,6 +245,31 @@ TEST_F(NbdTls, Tls12ClientsAreServed) {
   EXPECT_FALSE(same_outcome(psk_object(creds().psk), [&](const std::string& socket) {
     return qemu_img_info(qemu_psk_client(creds().wrong_psk, socket, tls12));
   }));
+}
+
+// A client that garbles the TLS handshake is dropped, as by qemu-nbd, and one that stalls in it is dropped at
+// the handshake deadline (keel-nbd only: qemu-nbd 7.2 has no --handshake-limit).
+TEST_F(NbdTls, BrokenTlsHandshakesEndTheConnection) {
+  for (const NbdServerKind kind : {NbdServerKind::Qemu, NbdServerKind::Keel}) {
+    const bool keel = kind == NbdServerKind::Keel;
+    auto server = serve(kind, x509_object(creds().server), keel ? std::vector<std::string>{"--handshake-limit=1"}
+                                                                : std::vector<std::string>{});
+    for (const bool garbage : keel ? std::vector<bool>{false, true} : std::vector<bool>{true}) {
+      RawNbdClient client(server->socket());
+      ASSERT_TRUE(client.read_greeting());
+      Buffer flags;
+      put_be32(flags, 3);
+      client.send(flags);
+      client.send(option_bytes(kOptStartTls, 0));
+      const auto reply = client.option_reply();
+      ASSERT_TRUE(reply) << nbd_server_name(kind);
+      EXPECT_EQ(reply->type, kRepAck) << nbd_server_name(kind);
+      // Not a TLS record: an NBD option, as a client that ignored the ACK would send.
+      if (garbage) client.send(option_bytes(kOptGo, 0));
+      EXPECT_TRUE(client.closed_within(std::chrono::seconds(5))) << nbd_server_name(kind) << " garbage " << garbage;
+    }
+    EXPECT_FALSE(server->exited()) << nbd_server_name(kind);
+  }
 }
 
 // Bad TLS command lines: the same message as qemu-nbd (program name aside) and a failure.
