@@ -95,7 +95,8 @@ Task<bool> Connection::negotiate() {
 // TLS handshake as it would a read; the handshake's failure ends the connection through the caller's catch.
 Task<void> Connection::start_tls(Negotiation& negotiation) {
   const std::vector<std::byte> received = negotiation.take_leftover();
-  transport_ = std::make_unique<TlsTransport>(std::move(transport_), config_.tls->new_session());
+  SSL* session = config_.tls->new_session();
+  transport_ = std::make_unique<TlsTransport>(std::move(transport_), session);
   reader_.set_transport(*transport_);
   co_await static_cast<TlsTransport&>(*transport_).handshake(received);
   negotiation.tls_started();

@@ -119,7 +119,18 @@ unsigned int TlsContext::find_psk(SSL* ssl, const char* identity, unsigned char*
 
 SSL* TlsContext::new_session() const {
   SSL* ssl = SSL_new(ctx_);
-  if (!ssl) raise(ENOMEM, "Cannot create a TLS session: {}", openssl_error_text());
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  if (!ssl || !in || !out) {
+    SSL_free(ssl);
+    BIO_free(in);
+    BIO_free(out);
+    raise(ENOMEM, "Cannot create a TLS session: {}", openssl_error_text());
+  }
+  // An empty input BIO means "wait for more", not end of stream.
+  BIO_set_mem_eof_return(in, -1);
+  SSL_set_bio(ssl, in, out);
+  SSL_set_accept_state(ssl);
   return ssl;
 }
 

@@ -33,7 +33,7 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
-  // A new server session; the caller owns it (SSL_free).
+  // A new server session on memory BIOs (SSL_get_rbio: from the peer, SSL_get_wbio: to it); the caller owns it.
   SSL* new_session() const;
 
  private:

@@ -16,21 +16,11 @@ constexpr size_t kWriteChunk = 256 * 1024;       // bounds the records queued be
 
 }  // namespace
 
-TlsTransport::TlsTransport(std::unique_ptr<Transport> lower, SSL* session)
-    : lower_(std::move(lower)), ssl_(session), input_(kReadChunk) {
-  network_in_ = BIO_new(BIO_s_mem());
-  network_out_ = BIO_new(BIO_s_mem());
-  if (!network_in_ || !network_out_) {
-    BIO_free(network_in_);
-    BIO_free(network_out_);
-    SSL_free(ssl_);
-    raise(ENOMEM, "Cannot create TLS buffers");
-  }
-  // An empty input BIO means "wait for more", not end of stream.
-  BIO_set_mem_eof_return(network_in_, -1);
-  SSL_set_bio(ssl_, network_in_, network_out_);
-  SSL_set_accept_state(ssl_);
-}
+TlsTransport::TlsTransport(std::unique_ptr<Transport> lower, SSL* session) noexcept
+    : lower_(std::move(lower)),
+      ssl_(session),
+      network_in_(SSL_get_rbio(session)),
+      network_out_(SSL_get_wbio(session)) {}
 
 TlsTransport::~TlsTransport() { SSL_free(ssl_); }
 
@@ -47,6 +37,7 @@ Task<void> TlsTransport::flush() {
 }
 
 Task<bool> TlsTransport::receive() {
+  input_.resize(kReadChunk);
   const size_t n = co_await lower_->read_some(input_);
   if (n == 0) co_return false;
   BIO_write(network_in_, input_.data(), static_cast<int>(n));

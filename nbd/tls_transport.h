@@ -19,8 +19,9 @@ namespace keel::nbd {
 
 class TlsTransport final : public Transport {
  public:
-  // Takes ownership of `session` and of the lower transport.
-  TlsTransport(std::unique_ptr<Transport> lower, SSL* session);
+  // Takes ownership of the lower transport and of `session` (from TlsContext::new_session). Cannot fail, so the
+  // connection never loses its transport on the way.
+  TlsTransport(std::unique_ptr<Transport> lower, SSL* session) noexcept;
   ~TlsTransport() override;
 
   // The server side of the handshake; `received` are bytes of it already read from the lower transport.
@@ -42,7 +43,7 @@ class TlsTransport final : public Transport {
   BIO* network_in_;   // bytes from the peer, for OpenSSL to read (owned by ssl_)
   BIO* network_out_;  // records OpenSSL wrote, to send (owned by ssl_)
   CoMutex write_lock_;
-  std::vector<std::byte> input_;
+  std::vector<std::byte> input_;  // sized at the first read
 };
 
 }  // namespace keel::nbd
