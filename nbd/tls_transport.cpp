@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 
 #include <algorithm>
+#include <string>
 
 #include "base/error.h"
 #include "nbd/tls_context.h"
@@ -70,6 +71,9 @@ Task<size_t> TlsTransport::read_some(std::span<std::byte> buffer) {
     size_t n = 0;
     const int ret = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
     const int error = ret == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, ret);
+    const bool failed = error != SSL_ERROR_NONE && error != SSL_ERROR_ZERO_RETURN && error != SSL_ERROR_WANT_READ;
+    // Taken before the flush suspends: another coroutine's OpenSSL call could clear the error queue meanwhile.
+    const std::string reason = failed ? openssl_error_text() : "";
     if (BIO_ctrl_pending(network_out_) > 0) co_await flush();
     switch (error) {
       case SSL_ERROR_NONE:
@@ -80,7 +84,7 @@ Task<size_t> TlsTransport::read_some(std::span<std::byte> buffer) {
         if (!co_await receive()) co_return 0;
         break;
       default:
-        raise(EPROTO, "TLS error: {}", openssl_error_text());
+        raise(EPROTO, "TLS error: {}", reason);
     }
   }
 }
