@@ -2,6 +2,7 @@
 
 #include "base/async/timer.h"
 #include "base/error.h"
+#include "nbd/tls_transport.h"
 
 namespace keel::nbd {
 
@@ -67,9 +68,13 @@ Task<bool> Connection::negotiate() {
         break;
       }
       case Negotiation::State::StartTls:
-        // Unreachable without TLS credentials: the negotiation refuses STARTTLS then.
-        end_reason_ = "STARTTLS without TLS credentials";
-        co_return false;
+        // Reached only with TLS configured: the negotiation refuses STARTTLS otherwise.
+        if (!config_.tls) {
+          end_reason_ = "STARTTLS without TLS credentials";
+          co_return false;
+        }
+        co_await start_tls(negotiation);
+        break;
       case Negotiation::State::Closed:
         end_reason_ = negotiation.close_reason();
         co_return false;
@@ -84,6 +89,17 @@ Task<bool> Connection::negotiate() {
       }
     }
   }
+}
+
+// The TLS transport takes the socket over at once, so shutdown() (server stop, handshake deadline) ends the
+// TLS handshake as it would a read; the handshake's failure ends the connection through the caller's catch.
+Task<void> Connection::start_tls(Negotiation& negotiation) {
+  const std::vector<std::byte> received = negotiation.take_leftover();
+  SSL* session = config_.tls->new_session();
+  transport_ = std::make_unique<TlsTransport>(std::move(transport_), session);
+  reader_.set_transport(*transport_);
+  co_await static_cast<TlsTransport&>(*transport_).handshake(received);
+  negotiation.tls_started();
 }
 
 Task<void> Connection::transmission() {

@@ -21,6 +21,7 @@
 #include "nbd/export.h"
 #include "nbd/negotiation.h"
 #include "nbd/stream_reader.h"
+#include "nbd/tls_context.h"
 #include "nbd/transport.h"
 #include "nbd/wire.h"
 
@@ -35,6 +36,8 @@ struct ConnectionLimits {
 struct ServerConfig {
   std::vector<Export*> exports;
   NegotiationOptions negotiation;
+  // Set with negotiation.tls_configured: STARTTLS runs a session of this context.
+  std::shared_ptr<const TlsContext> tls;
   ConnectionLimits limits;
 };
 
@@ -51,6 +54,7 @@ class Connection {
 
  private:
   Task<bool> negotiate();
+  Task<void> start_tls(Negotiation& negotiation);
   Task<void> transmission();
   Task<bool> receive_request(Request& request, std::vector<std::byte>& payload);
   uint32_t validate(const Request& request) const;

@@ -8,7 +8,7 @@ packages=(
   zlib1g-dev libzstd-dev liburing-dev libssl-dev libcurl4-openssl-dev libnbd-dev
   nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libedit-dev
   clang libclang-rt-14-dev
-  qemu-utils nbdkit libnbd-bin python3-libnbd fio python3 strace
+  qemu-utils nbdkit libnbd-bin python3-libnbd fio python3 strace openssl
 )
 
 missing=()

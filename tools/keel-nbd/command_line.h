@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "block/image_options.h"
+#include "tools/keel-nbd/tls_object.h"
 
 namespace keel::nbdtool {
 
@@ -32,6 +33,8 @@ struct CommandLine {
 
   bool list = false;  // -L: list another server's exports instead of serving
   bool explicit_bind = false;
+  std::vector<TlsObject> objects;        // --object, in order
+  std::optional<std::string> tls_creds;  // the id of the object that makes TLS mandatory
 };
 
 // Parses argv; prints --help or --version and throws tools::ExitStatus(0) for those, raises keel::Error

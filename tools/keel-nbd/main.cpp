@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "base/async/event_loop.h"
@@ -88,9 +89,32 @@ void write_pid_file(const std::string& path) {
     raise(errno, "Failed to write pid file '{}': {}", path, errno_text(errno));
 }
 
+bool x509(const TlsObject& object) { return object.credentials.kind == nbd::TlsCredentials::Kind::X509; }
+
+// The credentials --tls-creds names; the server-endpoint objects are loaded first, as qemu creates every object.
+std::shared_ptr<const nbd::TlsContext> tls_context(const CommandLine& cl) {
+  std::shared_ptr<const nbd::TlsContext> selected;
+  std::vector<std::pair<const TlsObject*, std::shared_ptr<const nbd::TlsContext>>> loaded;
+  for (const TlsObject& object : cl.objects) {
+    // A client endpoint is of no use to a server, but qemu loads it all the same: its missing file is the error.
+    if (!object.server_endpoint)
+      nbd::tls_credentials_file(object.credentials.dir, x509(object) ? "ca-cert.pem" : "keys.psk");
+    loaded.emplace_back(&object, object.server_endpoint ? std::make_shared<nbd::TlsContext>(object.credentials)
+                                                        : nullptr);
+  }
+  if (!cl.tls_creds) return nullptr;
+  for (const auto& [object, context] : loaded) {
+    if (object->id != *cl.tls_creds) continue;
+    if (!context) raise(EINVAL, "Failed to get TLS creds: Expected TLS credentials for a server endpoint");
+    return context;
+  }
+  raise(ENOENT, "Failed to get TLS creds: No TLS credentials with id '{}'", *cl.tls_creds);
+}
+
 int run(int argc, char** argv) {
   CommandLine cl = parse_command_line(argc, argv);
   if (cl.list) return list_exports(cl);
+  const std::shared_ptr<const nbd::TlsContext> tls = tls_context(cl);
   const int ready_fd = cl.fork ? fork_server() : -1;
 
   int pair[2];
@@ -118,7 +142,11 @@ int run(int argc, char** argv) {
                                  .description = cl.description,
                                  .allocation_depth = cl.allocation_depth,
                                  .multi_conn = cl.shared != 1});
-  nbd::ServerConfig config{.exports = {&exported}, .limits = {.handshake_limit = cl.handshake_limit}};
+  // --tls-creds makes TLS mandatory: a client must STARTTLS before anything but ABORT (NBD_REP_ERR_TLS_REQD).
+  nbd::ServerConfig config{.exports = {&exported},
+                           .negotiation = {.tls_configured = tls != nullptr, .tls_required = tls != nullptr},
+                           .tls = tls,
+                           .limits = {.handshake_limit = cl.handshake_limit}};
   nbd::Server server(config, {.max_connections = cl.shared, .persistent = cl.persistent});
   server.add_listener(listen(cl));
   if (cl.pid_file) write_pid_file(*cl.pid_file);
