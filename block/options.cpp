@@ -67,7 +67,11 @@ std::optional<uint64_t> OptionValues::get_size(const std::string& key) const {
   if (!v) return std::nullopt;
   const SizeScan size = scan_size(*v);
   if (size.out_of_range) raise(ERANGE, "Value '{}' is out of range for parameter '{}'", *v, key);
-  if (!size.value) raise(EINVAL, "Parameter '{}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.", key);
+  if (!size.value)
+    raise(EINVAL,
+          "Parameter '{}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, "
+          "mega-, giga-, tera-, peta-\nand exabytes, respectively.",
+          key);
   return size.value;
 }
 
@@ -76,7 +80,8 @@ std::optional<uint64_t> OptionValues::get_number(const std::string& key) const {
   if (!v) return std::nullopt;
   uint64_t n = 0;
   auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
-  if (ec != std::errc() || ptr != v->data() + v->size() || v->empty()) raise(EINVAL, "Parameter '{}' expects a number", key);
+  if (ec != std::errc() || ptr != v->data() + v->size() || v->empty())
+    raise(EINVAL, "Parameter '{}' expects a number", key);
   return n;
 }
 
@@ -89,10 +94,17 @@ void OptionValues::validate(const std::vector<OptionSpec>& specs) const {
     OptionValues one;  // this value alone, through the typed getters
     one.values_[key] = value;
     switch (spec->type) {
-      case OptionType::Bool: one.get_bool(key); break;
-      case OptionType::Size: one.get_size(key); break;
-      case OptionType::Number: one.get_number(key); break;
-      case OptionType::String: break;
+      case OptionType::Bool:
+        one.get_bool(key);
+        break;
+      case OptionType::Size:
+        one.get_size(key);
+        break;
+      case OptionType::Number:
+        one.get_number(key);
+        break;
+      case OptionType::String:
+        break;
     }
   }
 }

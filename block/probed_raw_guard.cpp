@@ -16,7 +16,8 @@ constexpr uint64_t kProbeBytes = 512;
 
 class ProbedRawGuard final : public BlockNode {
  public:
-  explicit ProbedRawGuard(std::unique_ptr<BlockNode> raw) : BlockNode(raw->filename(), raw->writable()), raw_(std::move(raw)) {}
+  explicit ProbedRawGuard(std::unique_ptr<BlockNode> raw)
+      : BlockNode(raw->filename(), raw->writable()), raw_(std::move(raw)) {}
 
   std::string_view format_name() const override { return raw_->format_name(); }
   uint64_t size() const override { return raw_->size(); }
@@ -31,7 +32,9 @@ class ProbedRawGuard final : public BlockNode {
   }
   Task<void> discard(uint64_t offset, uint64_t length) override { co_await raw_->discard(offset, length); }
   Task<void> flush() override { co_await raw_->flush(); }
-  Task<BlockStatus> block_status(uint64_t offset, uint64_t length) override { co_return co_await raw_->block_status(offset, length); }
+  Task<BlockStatus> block_status(uint64_t offset, uint64_t length) override {
+    co_return co_await raw_->block_status(offset, length);
+  }
   Task<void> truncate(uint64_t size, Preallocation prealloc) override { co_await raw_->truncate(size, prealloc); }
   std::optional<uint64_t> allocated_size() const override { return raw_->allocated_size(); }
   FormatInfo format_info() const override { return raw_->format_info(); }
@@ -42,7 +45,8 @@ class ProbedRawGuard final : public BlockNode {
   Task<void> refuse_format_change(uint64_t offset, std::span<const std::byte> data) {
     std::vector<std::byte> head(std::min(kProbeBytes, raw_->size()));
     co_await raw_->read(0, head);
-    if (offset < head.size()) std::memcpy(head.data() + offset, data.data(), std::min<size_t>(data.size(), head.size() - offset));
+    if (offset < head.size())
+      std::memcpy(head.data() + offset, data.data(), std::min<size_t>(data.size(), head.size() - offset));
     for (const FormatDriver* f : all_formats())
       if (f->name != format_name() && f->probe(head) > find_format(format_name())->probe(head))
         raise(EPERM, "Writing a {} header to an image probed as raw is not allowed", f->name);
@@ -53,6 +57,8 @@ class ProbedRawGuard final : public BlockNode {
 
 }  // namespace
 
-std::unique_ptr<BlockNode> guard_probed_raw(std::unique_ptr<BlockNode> raw) { return std::make_unique<ProbedRawGuard>(std::move(raw)); }
+std::unique_ptr<BlockNode> guard_probed_raw(std::unique_ptr<BlockNode> raw) {
+  return std::make_unique<ProbedRawGuard>(std::move(raw));
+}
 
 }  // namespace keel::block

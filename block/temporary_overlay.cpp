@@ -41,7 +41,8 @@ Task<std::unique_ptr<BlockNode>> open_with_temporary_overlay(const ImageOptions&
     // Named rather than temporaries in the co_await expressions, which GCC 12 destroys twice.
     const CreateRequest request{.filename = path, .size = image->size()};
     co_await find_format("qcow2")->create(request);
-    const OpenOptions overlay_options{.format = std::string("qcow2"), .writable = options.open.writable, .cache = options.open.cache};
+    const OpenOptions overlay_options{
+        .format = std::string("qcow2"), .writable = options.open.writable, .cache = options.open.cache};
     overlay = co_await open_image(path, overlay_options);
   } catch (...) {
     error = std::current_exception();

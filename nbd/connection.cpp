@@ -111,10 +111,9 @@ Task<void> Connection::transmission() {
   }
   try {
     for (;;) {
-      Request request;
-      std::vector<std::byte> payload;
-      if (!co_await receive_request(request, payload)) break;
-      requests_.spawn(handle(request, std::move(payload)));
+      Incoming incoming;
+      if (!co_await receive_request(incoming)) break;
+      requests_.spawn(handle(std::move(incoming)));
     }
   } catch (const Error& e) {
     if (end_reason_.empty()) end_reason_ = e.message();
@@ -139,7 +138,8 @@ void Connection::return_credit(uint64_t bytes) {
   credit_.notify_all();
 }
 
-Task<bool> Connection::receive_request(Request& request, std::vector<std::byte>& payload) {
+Task<bool> Connection::receive_request(Incoming& incoming) {
+  Request& request = incoming.request;
   std::byte header[kExtendedRequestSize];
   const auto bytes = std::span(header).first(request_header_size(mode_));
   if (broken_ || !co_await reader_.read_exact(bytes)) co_return false;
@@ -152,7 +152,7 @@ Task<bool> Connection::receive_request(Request& request, std::vector<std::byte>&
   if (request.type == static_cast<uint16_t>(Command::Disc)) co_return false;
   const bool write = request.type == static_cast<uint16_t>(Command::Write);
   const bool read = request.type == static_cast<uint16_t>(Command::Read);
-  const uint32_t error = validate(request);
+  const uint32_t error = incoming.error = validate(request);
   if (write && request.length > kMaxRequestBytes) {
     // As qemu: the EINVAL reply goes out, then the connection ends rather than read a payload of up to 2^64 bytes.
     end_reason_ = "write longer than the maximum request size";
@@ -166,10 +166,11 @@ Task<bool> Connection::receive_request(Request& request, std::vector<std::byte>&
     co_await wait_for_credit(0);
     co_return true;
   }
-  co_await wait_for_credit(!error && (read || write) ? request.length : 0);
+  incoming.credit = !error && (read || write) ? request.length : 0;
+  co_await wait_for_credit(incoming.credit);
   if (write && !error) {
-    payload.resize(request.length);
-    if (!co_await reader_.read_exact(payload)) raise(ECONNRESET, "connection closed in a write's payload");
+    incoming.payload.resize(request.length);
+    if (!co_await reader_.read_exact(incoming.payload)) raise(ECONNRESET, "connection closed in a write's payload");
   }
   co_return true;
 }
@@ -216,23 +217,19 @@ uint32_t Connection::validate(const Request& r) const {
   return 0;
 }
 
-Task<void> Connection::handle(Request request, std::vector<std::byte> payload) {
-  const bool read = request.type == static_cast<uint16_t>(Command::Read);
-  const bool write = request.type == static_cast<uint16_t>(Command::Write);
-  const uint32_t error = validate(request);
-  const uint64_t credit = !error && (read || write) ? request.length : 0;
+Task<void> Connection::handle(Incoming incoming) {
   try {
-    if (error)
-      co_await reply_error(request, error, "invalid request");
+    if (incoming.error)
+      co_await reply_error(incoming.request, incoming.error, "invalid request");
     else
-      co_await execute(request, payload);
+      co_await execute(incoming.request, incoming.payload);
   } catch (const Error& e) {
     // A reply that cannot be sent ends the connection; others are already sent by execute().
     if (end_reason_.empty()) end_reason_ = e.message();
     broken_ = true;
     transport_->shutdown();
   }
-  return_credit(credit);
+  return_credit(incoming.credit);
 }
 
 }  // namespace keel::nbd

@@ -56,11 +56,18 @@ class Connection {
   Task<bool> negotiate();
   Task<void> start_tls(Negotiation& negotiation);
   Task<void> transmission();
-  Task<bool> receive_request(Request& request, std::vector<std::byte>& payload);
+  // A request as read: its payload, the error it is refused with (0: valid), and the bytes of credit it holds.
+  struct Incoming {
+    Request request{};
+    std::vector<std::byte> payload;
+    uint32_t error = 0;
+    uint64_t credit = 0;
+  };
+  Task<bool> receive_request(Incoming& incoming);
   uint32_t validate(const Request& request) const;
   Task<void> wait_for_credit(uint64_t bytes);
   void return_credit(uint64_t bytes);
-  Task<void> handle(Request request, std::vector<std::byte> payload);
+  Task<void> handle(Incoming incoming);
   Task<void> execute(const Request& request, std::span<const std::byte> payload);
   Task<void> execute_read(const Request& request);
   Task<void> execute_block_status(const Request& request);

@@ -90,7 +90,8 @@ void decompress_cluster(CompressionType type, std::span<const std::byte> in, std
     size_t ret = ZSTD_decompressStream(dctx, &output, &input);
     if (ZSTD_isError(ret)) raise(EIO, "Could not decompress cluster (zstd: {})", ZSTD_getErrorName(ret));
     if (ret == 0 && output.pos < output.size) raise(EIO, "Could not decompress cluster (zstd: frame ends early)");
-    if (input.pos == before_in && output.pos == before_out) raise(EIO, "Could not decompress cluster (zstd: input ends early)");
+    if (input.pos == before_in && output.pos == before_out)
+      raise(EIO, "Could not decompress cluster (zstd: input ends early)");
   }
 }
 

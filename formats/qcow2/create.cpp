@@ -16,7 +16,8 @@ const std::vector<OptionSpec>& create_options() {
   static const std::vector<OptionSpec> specs = {
       {"cluster_size", OptionType::Size, "qcow2 cluster size", "65536"},
       {"extended_l2", OptionType::Bool, "Extended L2 tables", "off"},
-      {"preallocation", OptionType::String, "Preallocation mode (allowed values: off, metadata, falloc, full)", std::nullopt},
+      {"preallocation", OptionType::String, "Preallocation mode (allowed values: off, metadata, falloc, full)",
+       std::nullopt},
       {"compression_type", OptionType::String, "Compression method used for image cluster compression", "zlib"},
       {"size", OptionType::Size, "Virtual disk size", std::nullopt},
       {"compat", OptionType::String, "Compatibility level (v2 [0.10] or v3 [1.1])", std::nullopt},
@@ -24,7 +25,8 @@ const std::vector<OptionSpec>& create_options() {
       {"backing_fmt", OptionType::String, "Image format of the base image", std::nullopt},
       {"data_file", OptionType::String, "File name of an external data file", std::nullopt},
       {"data_file_raw", OptionType::Bool, "The external data file must stay valid as a raw image", std::nullopt},
-      {"encryption", OptionType::Bool, "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)", std::nullopt},
+      {"encryption", OptionType::Bool,
+       "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)", std::nullopt},
       {"encrypt.format", OptionType::String, "Encrypt the image, format choices: 'aes', 'luks'", std::nullopt},
       {"lazy_refcounts", OptionType::Bool, "Postpone refcount updates", "off"},
       {"refcount_bits", OptionType::Number, "Width of a reference count entry in bits", "16"},
@@ -39,9 +41,12 @@ Task<void> create_image(const CreateRequest& request) {
     raise(EINVAL, "Cluster size must be a power of two between 512 and 2048k");
   const std::string compat = o.get("compat").value_or("1.1");
   uint32_t version;
-  if (compat == "0.10" || compat == "v2") version = 2;
-  else if (compat == "1.1" || compat == "v3") version = 3;
-  else raise(EINVAL, "Parameter 'version' does not accept value '{}'", compat);
+  if (compat == "0.10" || compat == "v2")
+    version = 2;
+  else if (compat == "1.1" || compat == "v3")
+    version = 3;
+  else
+    raise(EINVAL, "Parameter 'version' does not accept value '{}'", compat);
   const bool lazy = o.get_bool("lazy_refcounts").value_or(false);
   const bool extended_l2 = o.get_bool("extended_l2").value_or(false);
   const uint64_t refcount_bits = o.get_number("refcount_bits").value_or(16);
@@ -56,12 +61,19 @@ Task<void> create_image(const CreateRequest& request) {
     if (!parsed) raise(EINVAL, "Parameter 'preallocation' does not accept value '{}'", *p);
     prealloc = *parsed;
   }
-  if (version < 3 && lazy) raise(EINVAL, "Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)");
+  if (version < 3 && lazy)
+    raise(EINVAL, "Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)");
   if (version < 3 && refcount_bits != 16)
-    raise(EINVAL, "Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)");
-  if (version < 3 && extended_l2) raise(EINVAL, "Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)");
+    raise(
+        EINVAL,
+        "Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)");
+  if (version < 3 && extended_l2)
+    raise(EINVAL,
+          "Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)");
   if (version < 3 && compression != "zlib")
-    raise(EINVAL, "Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)");
+    raise(EINVAL,
+          "Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or "
+          "greater)");
   if (extended_l2 && cluster_size < 16384)
     raise(EINVAL, "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
   const std::optional<std::string> backing_file = o.get("backing_file");
@@ -70,7 +82,8 @@ Task<void> create_image(const CreateRequest& request) {
   if (backing_file && prealloc != Preallocation::Off && !extended_l2)
     raise(EINVAL, "Backing file and preallocation can only be used at the same time if extended_l2 is on");
   if (o.has("data_file") || o.has("data_file_raw")) raise(ENOTSUP, "External data files are not supported yet");
-  if (o.get_bool("encryption").value_or(false) || o.has("encrypt.format")) raise(ENOTSUP, "Encryption is not supported yet");
+  if (o.get_bool("encryption").value_or(false) || o.has("encrypt.format"))
+    raise(ENOTSUP, "Encryption is not supported yet");
 
   Header h;
   h.version = version;
@@ -87,14 +100,18 @@ Task<void> create_image(const CreateRequest& request) {
   if (backing_file) {
     h.backing_file = *backing_file;
     // qemu writes the backing format first, and into version 2 images too.
-    if (backing_fmt) h.extensions.push_back({kExtBackingFormat, std::vector<std::byte>(reinterpret_cast<const std::byte*>(backing_fmt->data()),
-                                                                                   reinterpret_cast<const std::byte*>(backing_fmt->data()) + backing_fmt->size())});
+    if (backing_fmt)
+      h.extensions.push_back(
+          {kExtBackingFormat,
+           std::vector<std::byte>(reinterpret_cast<const std::byte*>(backing_fmt->data()),
+                                  reinterpret_cast<const std::byte*>(backing_fmt->data()) + backing_fmt->size())});
   }
   // qemu 7.2 writes the feature name table only into images with clusters larger than 4 KiB.
   if (version >= 3 && cluster_size > 4096) h.extensions.push_back(feature_table_extension());
   {
     const Geometry geo(h);
-    if (geo.l1_entries_for(request.size) * 8 > kMaxL1Bytes) raise(EFBIG, "Image size is too large for this cluster size");
+    if (geo.l1_entries_for(request.size) * 8 > kMaxL1Bytes)
+      raise(EFBIG, "Image size is too large for this cluster size");
   }
 
   // Cluster 0: header; cluster 1: refcount table; cluster 2: its first

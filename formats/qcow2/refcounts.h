@@ -64,7 +64,9 @@ class Refcounts {
 
  private:
   // Offset of refcount block `index` (0 if none); the table's reserved bits are not part of it.
-  uint64_t block_offset(uint64_t index) const { return index < table_.size() ? table_[index] & kReftableOffsetMask : 0; }
+  uint64_t block_offset(uint64_t index) const {
+    return index < table_.size() ? table_[index] & kReftableOffsetMask : 0;
+  }
   Task<MetadataCache::Ref> block_for(uint64_t cluster, bool create);
   void store(const MetadataCache::Ref& block, uint64_t cluster, uint64_t value);
   Task<void> grow(uint64_t block_index);

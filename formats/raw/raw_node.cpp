@@ -1,8 +1,7 @@
 // raw: the format driver that exposes its file child byte for byte, and its registration.
-#include "block/format.h"
-
 #include "base/error.h"
 #include "base/units.h"
+#include "block/format.h"
 
 namespace keel::raw {
 
@@ -51,7 +50,8 @@ class RawNode final : public BlockNode {
  private:
   void check_range(uint64_t offset, uint64_t length) const {
     if (offset > size() || length > size() - offset)
-      raise(EINVAL, "Request of {} bytes at offset {} is past the end of '{}' ({} bytes)", length, offset, filename_, size());
+      raise(EINVAL, "Request of {} bytes at offset {} is past the end of '{}' ({} bytes)", length, offset, filename_,
+            size());
   }
 };
 

@@ -72,7 +72,8 @@ class OpStream {
       for (int attempt = 0; attempt < 8; attempt++) {
         Op op = make_op();
         const uint64_t first = op.offset / cluster_, last = (op.offset + op.length - 1) / cluster_;
-        bool overlap = std::any_of(used.begin(), used.end(), [&](auto& u) { return first <= u.second && u.first <= last; });
+        bool overlap =
+            std::any_of(used.begin(), used.end(), [&](auto& u) { return first <= u.second && u.first <= last; });
         if (overlap) continue;
         used.push_back({first, last});
         b.ops.push_back(op);
@@ -97,10 +98,18 @@ class OpStream {
   uint64_t pick_length(uint64_t offset) {
     uint64_t len;
     switch (rnd() % 4) {
-      case 0: len = 1 + rnd() % 512; break;
-      case 1: len = 1 + rnd() % cluster_; break;
-      case 2: len = cluster_ * (1 + rnd() % 3); break;
-      default: len = cluster_ + rnd() % (3 * cluster_); break;
+      case 0:
+        len = 1 + rnd() % 512;
+        break;
+      case 1:
+        len = 1 + rnd() % cluster_;
+        break;
+      case 2:
+        len = cluster_ * (1 + rnd() % 3);
+        break;
+      default:
+        len = cluster_ + rnd() % (3 * cluster_);
+        break;
     }
     return std::min(len, disk_ - offset);
   }
@@ -117,10 +126,14 @@ class OpStream {
     }
     op.offset = pick_offset();
     op.length = pick_length(op.offset);
-    if (r < 60) op.kind = OpKind::Write;
-    else if (r < 75) op.kind = OpKind::Zeroes;
-    else if (r < 88) op.kind = OpKind::ZeroesUnmap;
-    else op.kind = OpKind::Discard;
+    if (r < 60)
+      op.kind = OpKind::Write;
+    else if (r < 75)
+      op.kind = OpKind::Zeroes;
+    else if (r < 88)
+      op.kind = OpKind::ZeroesUnmap;
+    else
+      op.kind = OpKind::Discard;
     return op;
   }
 
@@ -145,11 +158,16 @@ inline void op_effect_range(const Op& op, uint64_t disk, uint64_t cluster, uint6
 
 inline const char* op_name(OpKind k) {
   switch (k) {
-    case OpKind::Write: return "write";
-    case OpKind::Zeroes: return "write_zeroes";
-    case OpKind::ZeroesUnmap: return "write_zeroes(unmap)";
-    case OpKind::Discard: return "discard";
-    case OpKind::Compressed: return "write_compressed";
+    case OpKind::Write:
+      return "write";
+    case OpKind::Zeroes:
+      return "write_zeroes";
+    case OpKind::ZeroesUnmap:
+      return "write_zeroes(unmap)";
+    case OpKind::Discard:
+      return "discard";
+    case OpKind::Compressed:
+      return "write_compressed";
   }
   return "?";
 }
