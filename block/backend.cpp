@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "base/async/run_on.h"
 #include "base/error.h"
 
 namespace keel::block {
@@ -59,6 +60,36 @@ Task<RangeLock::Guard> BlockBackend::take_turn(uint64_t offset, uint64_t length,
 }
 
 Task<void> BlockBackend::read(uint64_t offset, std::span<std::byte> buffer) {
+  return run_on(root_->loop(), do_read(offset, buffer));
+}
+
+Task<void> BlockBackend::write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags) {
+  return run_on(root_->loop(), do_write(offset, data, flags));
+}
+
+Task<void> BlockBackend::write_zeroes(uint64_t offset, uint64_t length, ZeroFlags flags, WriteFlags write_flags) {
+  return run_on(root_->loop(), do_write_zeroes(offset, length, flags, write_flags));
+}
+
+Task<void> BlockBackend::discard(uint64_t offset, uint64_t length) {
+  return run_on(root_->loop(), do_discard(offset, length));
+}
+
+Task<void> BlockBackend::flush() { return run_on(root_->loop(), do_flush()); }
+
+Task<BlockStatus> BlockBackend::block_status(uint64_t offset, uint64_t length) {
+  return run_on(root_->loop(), do_block_status(offset, length));
+}
+
+Task<void> BlockBackend::write_compressed(uint64_t offset, std::span<const std::byte> data) {
+  return run_on(root_->loop(), do_write_compressed(offset, data));
+}
+
+Task<void> BlockBackend::truncate(uint64_t size, Preallocation prealloc) {
+  return run_on(root_->loop(), do_truncate(size, prealloc));
+}
+
+Task<void> BlockBackend::do_read(uint64_t offset, std::span<std::byte> buffer) {
   InFlight counted(*this);
   check_range(offset, buffer.size());
   check_alignment(offset, buffer.size());
@@ -70,7 +101,7 @@ Task<void> BlockBackend::read(uint64_t offset, std::span<std::byte> buffer) {
   }
 }
 
-Task<void> BlockBackend::write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags) {
+Task<void> BlockBackend::do_write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags) {
   InFlight counted(*this);
   check_writable();
   check_range(offset, data.size());
@@ -85,7 +116,7 @@ Task<void> BlockBackend::write(uint64_t offset, std::span<const std::byte> data,
   if (flags.fua && !node_fua) co_await root_->flush();
 }
 
-Task<void> BlockBackend::write_zeroes(uint64_t offset, uint64_t length, ZeroFlags flags, WriteFlags write_flags) {
+Task<void> BlockBackend::do_write_zeroes(uint64_t offset, uint64_t length, ZeroFlags flags, WriteFlags write_flags) {
   InFlight counted(*this);
   check_writable();
   check_range(offset, length);
@@ -95,7 +126,7 @@ Task<void> BlockBackend::write_zeroes(uint64_t offset, uint64_t length, ZeroFlag
   if (write_flags.fua) co_await root_->flush();
 }
 
-Task<void> BlockBackend::discard(uint64_t offset, uint64_t length) {
+Task<void> BlockBackend::do_discard(uint64_t offset, uint64_t length) {
   InFlight counted(*this);
   check_writable();
   check_range(offset, length);
@@ -104,19 +135,19 @@ Task<void> BlockBackend::discard(uint64_t offset, uint64_t length) {
   if (options_.discard) co_await root_->discard(offset, length);
 }
 
-Task<void> BlockBackend::flush() {
+Task<void> BlockBackend::do_flush() {
   InFlight counted(*this);
   co_await root_->flush();
 }
 
-Task<BlockStatus> BlockBackend::block_status(uint64_t offset, uint64_t length) {
+Task<BlockStatus> BlockBackend::do_block_status(uint64_t offset, uint64_t length) {
   InFlight counted(*this);
   check_range(offset, length);
   auto turn = co_await take_turn(offset, length, RangeLock::Mode::Shared);
   co_return co_await root_->block_status(offset, length);
 }
 
-Task<void> BlockBackend::write_compressed(uint64_t offset, std::span<const std::byte> data) {
+Task<void> BlockBackend::do_write_compressed(uint64_t offset, std::span<const std::byte> data) {
   InFlight counted(*this);
   check_writable();
   check_range(offset, data.size());
@@ -133,18 +164,22 @@ Task<void> BlockBackend::write_compressed(uint64_t offset, std::span<const std::
                                      data.subspan(done, std::min<size_t>(cluster, data.size() - done)));
 }
 
-Task<void> BlockBackend::truncate(uint64_t size, Preallocation prealloc) {
+Task<void> BlockBackend::do_truncate(uint64_t size, Preallocation prealloc) {
   InFlight counted(*this);
   check_writable();
   co_await root_->truncate(size, prealloc);
 }
 
-Task<void> BlockBackend::drain() {
+Task<void> BlockBackend::drain() { return run_on(root_->loop(), wait_idle()); }
+
+Task<void> BlockBackend::wait_idle() {
   while (in_flight_ != 0) co_await idle_.wait();
 }
 
-Task<void> BlockBackend::close() {
-  co_await drain();
+Task<void> BlockBackend::close() { return run_on(root_->loop(), close_root()); }
+
+Task<void> BlockBackend::close_root() {
+  co_await wait_idle();
   co_await root_->close();
 }
 

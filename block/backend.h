@@ -8,7 +8,9 @@
 //   - requests in flight counted, so drain() can wait for them all;
 //   - where the front end asks, overlapping requests ordered by arrival
 //     (block/range_lock): a read after a write to the same bytes sees it.
-// A backend serves the loop it was created on.
+// Requests may come from any thread's event loop: each runs on the root's
+// home loop (BlockNode::loop(), base/async/run_on.h), where the backend's own
+// state lives too, and its caller continues on its own loop.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +56,7 @@ class BlockBackend {
   Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data);
   Task<void> truncate(uint64_t size, Preallocation prealloc);
 
+  // Read on the home loop only.
   size_t in_flight() const noexcept { return in_flight_; }
   // Waits until no request is in flight.
   Task<void> drain();
@@ -65,6 +68,18 @@ class BlockBackend {
   void check_range(uint64_t offset, uint64_t length) const;
   void check_alignment(uint64_t offset, uint64_t length) const;
   void check_writable() const;
+  // The requests themselves, on the home loop.
+  Task<void> do_read(uint64_t offset, std::span<std::byte> buffer);
+  Task<void> do_write(uint64_t offset, std::span<const std::byte> data, WriteFlags flags);
+  Task<void> do_write_zeroes(uint64_t offset, uint64_t length, ZeroFlags flags, WriteFlags write_flags);
+  Task<void> do_discard(uint64_t offset, uint64_t length);
+  Task<void> do_flush();
+  Task<BlockStatus> do_block_status(uint64_t offset, uint64_t length);
+  Task<void> do_write_compressed(uint64_t offset, std::span<const std::byte> data);
+  Task<void> do_truncate(uint64_t size, Preallocation prealloc);
+  Task<void> wait_idle();
+  Task<void> close_root();
+
   // With BackendOptions::ordered, waits for earlier overlapping requests and holds the range; else holds nothing.
   Task<RangeLock::Guard> take_turn(uint64_t offset, uint64_t length, RangeLock::Mode mode);
 

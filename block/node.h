@@ -2,7 +2,10 @@
 // (file) talks to storage; a format driver (raw, qcow2) interprets the bytes of
 // its `file` child and may read through a `backing` child. Every request is a
 // coroutine, so any number may be in flight at once; drivers serialise only
-// what needs it (metadata) with their own coroutine locks.
+// what needs it (metadata) with their own coroutine locks. A node belongs to
+// the event loop it was opened on and is only used there: front ends on other
+// loops reach it through a BlockBackend, which runs each request on the node's
+// loop (base/async/run_on.h).
 #pragma once
 
 #include <cstddef>
@@ -11,6 +14,7 @@
 #include <span>
 #include <string>
 
+#include "base/async/event_loop.h"
 #include "base/async/task.h"
 #include "block/check.h"
 #include "block/format_info.h"
@@ -28,6 +32,8 @@ class BlockNode {
   // The path or URI this node was opened from.
   const std::string& filename() const noexcept { return filename_; }
   bool writable() const noexcept { return writable_; }
+  // The node's home loop: drivers submit I/O and offload work through it, never through another thread's.
+  EventLoop& loop() const noexcept { return loop_; }
 
   // Guest-visible size in bytes.
   virtual uint64_t size() const = 0;
@@ -74,11 +80,13 @@ class BlockNode {
   virtual void attach_backing(std::unique_ptr<BlockNode> backing);
 
  protected:
-  BlockNode(std::string filename, bool writable) : filename_(std::move(filename)), writable_(writable) {}
+  BlockNode(std::string filename, bool writable)
+      : filename_(std::move(filename)), writable_(writable), loop_(EventLoop::current()) {}
   void set_file(std::unique_ptr<BlockNode> file) { file_ = std::move(file); }
 
   std::string filename_;
   bool writable_;
+  EventLoop& loop_;
   std::unique_ptr<BlockNode> file_;
   std::unique_ptr<BlockNode> backing_;
 };

@@ -27,7 +27,7 @@ Connection::Connection(Socket socket, const ServerConfig& config)
 
 Connection::~Connection() = default;
 
-void Connection::shutdown() noexcept { transport_->shutdown(); }
+void Connection::shutdown() noexcept { socket_.shutdown(); }
 
 Task<void> Connection::serve() {
   bool negotiated = false;

@@ -47,7 +47,8 @@ class Connection {
   ~Connection();
   // Serves the client until it disconnects or breaks the protocol; never throws.
   Task<void> serve();
-  // Ends the connection (server shutdown): pending reads end, requests in flight finish.
+  // Ends the connection (server shutdown): pending reads end, requests in flight finish. Safe from any
+  // thread: it only shuts the socket down, which ends every wait on it, TLS or not.
   void shutdown() noexcept;
   // Why the connection ended, for the server's log; empty after a clean disconnect.
   const std::string& end_reason() const noexcept { return end_reason_; }

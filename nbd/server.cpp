@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/async/run_on.h"
+
 namespace keel::nbd {
 
 Task<void> Server::run() {
@@ -25,13 +27,18 @@ Task<void> Server::accept_loop(Listener* listener) {
     Socket socket = co_await listener->accept();
     if (!socket || stopping_) break;
     connections_.push_back(std::make_unique<Connection>(std::move(socket), config_));
+    const auto& loops = settings_.connection_loops;
+    EventLoop* loop = loops.empty() ? nullptr : loops[served_ % loops.size()];
     served_++;
-    tasks_.spawn(serve(connections_.back().get()));
+    tasks_.spawn(serve(connections_.back().get(), loop));
   }
 }
 
-Task<void> Server::serve(Connection* connection) {
-  co_await connection->serve();
+Task<void> Server::serve(Connection* connection, EventLoop* loop) {
+  if (loop)
+    co_await run_on(*loop, connection->serve());
+  else
+    co_await connection->serve();
   connections_.remove_if([&](const std::unique_ptr<Connection>& c) { return c.get() == connection; });
   slot_free_.notify_all();
   if (!settings_.persistent && connections_.empty()) stop();

@@ -1,5 +1,7 @@
 // Server: accepts NBD clients on its listeners and serves each on its own
-// Connection, all on one event loop. As qemu-nbd: at most `max_connections`
+// Connection. Connections run on the connection loops given (in turn), or on
+// the server's own loop without any; either way the exports' backends run
+// their requests on the nodes' home loop. As qemu-nbd: at most `max_connections`
 // clients at once (others wait in the listen backlog), and unless persistent
 // the server ends when its last client leaves.
 #pragma once
@@ -19,6 +21,8 @@ namespace keel::nbd {
 struct ServerSettings {
   size_t max_connections = 1;  // 0: no limit (qemu-nbd -e 0)
   bool persistent = false;     // -t: keep serving after the last client leaves
+  // Loops (of other threads) to serve connections on; they must outlive run().
+  std::vector<EventLoop*> connection_loops;
 };
 
 class Server {
@@ -38,7 +42,8 @@ class Server {
 
  private:
   Task<void> accept_loop(Listener* listener);
-  Task<void> serve(Connection* connection);
+  // Serves on `loop`, or on the server's own loop when null.
+  Task<void> serve(Connection* connection, EventLoop* loop);
 
   ServerConfig config_;
   ServerSettings settings_;

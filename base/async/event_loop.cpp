@@ -92,11 +92,15 @@ std::optional<EventLoop::Clock::time_point> EventLoop::fire_timers() {
 }
 
 void EventLoop::post(std::coroutine_handle<> h) {
+  bool wake;
   {
     std::lock_guard lock(posted_mutex_);
+    // A non-empty queue has had its wake-up already, and the loop empties it whole.
+    wake = posted_.empty();
     posted_.push_back(h);
     external_work_.fetch_sub(1, std::memory_order_relaxed);
   }
+  if (!wake) return;
   if (ring_) {
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = write(wakeup_fd_, &one, sizeof one);
@@ -172,7 +176,9 @@ void EventLoop::wait_and_dispatch() {
   }
   if (uring_in_flight_ == 0 && !external && !deadline && io_uring_sq_ready(ring_.get()) == 0)
     raise(EDEADLK, "event loop has nothing to wait for (internal error)");
-  if (external && !wakeup_armed_) arm_wakeup_read();
+  // Always armed: another thread's run_on() counts its work here and posts in one go, possibly after this
+  // loop went to sleep.
+  if (!wakeup_armed_) arm_wakeup_read();
   int ret;
   if (deadline) {
     const auto wait = std::max(*deadline - Clock::now(), Clock::duration::zero());

@@ -49,8 +49,7 @@ uint64_t fd_size(int fd) {
 
 // Runs a positional syscall either through io_uring or on the thread pool.
 template <typename UringPrep, typename Syscall>
-Task<int64_t> submit(UringPrep prep, Syscall call) {
-  EventLoop& loop = EventLoop::current();
+Task<int64_t> submit(EventLoop& loop, UringPrep prep, Syscall call) {
   if (loop.backend() == IoBackend::IoUring) co_return co_await loop.uring(prep);
   co_return co_await loop.pool().run([call]() -> int64_t {
     int64_t r = call();
@@ -149,7 +148,7 @@ Task<void> FileNode::transfer_all(Direction direction, int fd, uint64_t offset, 
     std::byte* p = data + done;
     const size_t n = length - done;
     const off_t pos = static_cast<off_t>(offset + done);
-    const int64_t r = co_await submit(
+    const int64_t r = co_await submit(loop(),
         [=](io_uring_sqe* sqe) {
           if (reading)
             io_uring_prep_read(sqe, fd, p, static_cast<unsigned>(n), pos);
@@ -185,7 +184,7 @@ Task<void> FileNode::write(uint64_t offset, std::span<const std::byte> data, Wri
 }
 
 Task<int> FileNode::fallocate(int mode, uint64_t offset, uint64_t length) {
-  int64_t r = co_await submit(
+  int64_t r = co_await submit(loop(),
       [=, this](io_uring_sqe* sqe) {
         io_uring_prep_fallocate(sqe, fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(length));
       },
@@ -229,7 +228,7 @@ Task<void> FileNode::discard(uint64_t offset, uint64_t length) {
 
 Task<void> FileNode::flush() {
   if (cache_.no_flush) co_return;
-  int64_t r = co_await submit([this](io_uring_sqe* sqe) { io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC); },
+  int64_t r = co_await submit(loop(), [this](io_uring_sqe* sqe) { io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC); },
                               [this] { return static_cast<int64_t>(::fdatasync(fd_)); });
   if (r < 0) raise(static_cast<int>(-r), "Could not flush '{}': {}", filename_, errno_text(static_cast<int>(-r)));
 }

@@ -335,7 +335,7 @@ Task<void> Qcow2Node::read_compressed(uint64_t l2_word, std::span<std::byte> clu
   std::vector<std::byte> stored(length);
   co_await file_->read(offset, stored);
   const CompressionType type = header_.compression_type;
-  co_await EventLoop::current().pool().run([&] { decompress_cluster(type, stored, cluster); });
+  co_await loop().pool().run([&] { decompress_cluster(type, stored, cluster); });
 }
 
 void Qcow2Node::attach_backing(std::unique_ptr<block::BlockNode> backing) { backing_ = std::move(backing); }

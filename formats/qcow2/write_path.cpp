@@ -410,7 +410,7 @@ Task<void> Qcow2Node::write_compressed(uint64_t offset, std::span<const std::byt
   std::vector<std::byte> compressed(geo_.cluster_size - 1);
   const CompressionType type = header_.compression_type;
   const std::optional<size_t> size =
-      co_await EventLoop::current().pool().run([&] { return compress_cluster(type, input.span(), compressed); });
+      co_await loop().pool().run([&] { return compress_cluster(type, input.span(), compressed); });
   if (!size) {
     // Incompressible: store the cluster as ordinary data.
     co_await write(offset, data);

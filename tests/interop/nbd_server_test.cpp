@@ -189,7 +189,9 @@ TEST(NbdServe, NbdcopyBothWaysWithAndWithoutMultiConn) {
     const std::string target = images.t.file("target" + shared + ".qcow2");
     ASSERT_EQ(qemu_img({"create", "-q", "-f", "qcow2", target, "8M"}).status, 0);
     {
-      Served keel("keel-nbd", images.t.file("k.sock"), {"-e", shared, "-f", "qcow2", target});
+      // Four connections spread over three connection threads, each request hopping to the image's loop.
+      const std::string threads = shared == "1" ? "0" : "3";
+      Served keel("keel-nbd", images.t.file("k.sock"), {"-e", shared, "--threads", threads, "-f", "qcow2", target});
       ASSERT_TRUE(keel.ready());
       const RunResult in = run({"nbdcopy", "--connections=" + shared, source, keel.uri()});
       EXPECT_EQ(in.status, 0) << describe("nbdcopy into keel-nbd", in);
@@ -284,6 +286,18 @@ TEST(NbdServe, BadCommandLinesFailAsQemuNbd) {
     EXPECT_EQ(k.status, q.status) << join(args);
     EXPECT_EQ(k.err, replace_all(q.err, "qemu-nbd", "keel-nbd")) << join(args);
     EXPECT_EQ(k.out, q.out) << join(args);
+  }
+}
+
+// --threads is keel-nbd's own: a count, or one clear line.
+TEST(NbdServe, ThreadsTakesACount) {
+  TempDir t;
+  const std::string raw = t.file("disk.raw");
+  ASSERT_EQ(qemu_img({"create", "-q", "-f", "raw", raw, "1M"}).status, 0);
+  for (const std::string bad : {"x", "-1", ""}) {
+    const RunResult r = run({keel_bin("keel-nbd"), "--threads", bad, raw});
+    EXPECT_EQ(r.status, 1) << bad;
+    EXPECT_EQ(r.err, "keel-nbd: Invalid thread count '" + bad + "'\n") << bad;
   }
 }
 

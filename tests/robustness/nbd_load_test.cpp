@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,9 +41,17 @@ constexpr bool kSanitized = true;
 constexpr bool kSanitized = false;
 #endif
 
-// Each case runs with both of keel-nbd's I/O back ends: io_uring (one thread) and threads (a pool, and an epoll
-// thread for the sockets), the one where TSan has threads to watch.
-class NbdLoadTest : public ::testing::TestWithParam<std::string> {
+// Each case runs with both of keel-nbd's I/O back ends, io_uring and threads (a pool, and an epoll thread for the
+// sockets), and with connections on the image's own loop or on two connection threads (--threads), which hop to
+// the image's loop for every request: TSan has threads to watch in all but the first.
+struct ServerShape {
+  std::string aio;
+  std::string threads;
+  std::string name;
+};
+void PrintTo(const ServerShape& s, std::ostream* os) { *os << s.name; }
+
+class NbdLoadTest : public ::testing::TestWithParam<ServerShape> {
  protected:
   void SetUp() override {
     raw_ = dir_.file("disk.raw");
@@ -52,7 +61,8 @@ class NbdLoadTest : public ::testing::TestWithParam<std::string> {
 
   NbdServerProcess& serve(std::vector<std::string> options, const std::string& format = "raw",
                           const std::string& image = "") {
-    options.insert(options.end(), {"--aio", GetParam(), "-f", format, image.empty() ? raw_ : image});
+    options.insert(options.end(), {"--aio", GetParam().aio, "--threads", GetParam().threads, "-f", format,
+                                   image.empty() ? raw_ : image});
     server_ = std::make_unique<NbdServerProcess>(NbdServerKind::Keel, dir_.file("s.sock"), options);
     return *server_;
   }
@@ -278,8 +288,11 @@ TEST_P(NbdLoadTest, SigtermEndsTheServerWithClientsConnected) {
   EXPECT_TRUE(idle.closed_within(1s));
 }
 
-INSTANTIATE_TEST_SUITE_P(Aio, NbdLoadTest, ::testing::Values("io_uring", "threads"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Aio, NbdLoadTest,
+                         ::testing::Values(ServerShape{"io_uring", "0", "io_uring"},
+                                           ServerShape{"io_uring", "2", "io_uring_loops"},
+                                           ServerShape{"threads", "2", "threads_loops"}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace keel::test

@@ -25,6 +25,7 @@ enum LongOnly : int {
   kPidFile,
   kSelinuxLabel,
   kHandshakeLimit,
+  kThreads,
 };
 
 const std::vector<tools::LongOption> kLongOptions = {
@@ -46,6 +47,7 @@ const std::vector<tools::LongOption> kLongOptions = {
     {"image-opts", false, kImageOpts}, {"trace", true, 'T'},
     {"fork", false, kFork},         {"pid-file", true, kPidFile},
     {"selinux-label", true, kSelinuxLabel}, {"handshake-limit", true, kHandshakeLimit},
+    {"threads", true, kThreads},
 };
 
 void print_help() {
@@ -95,6 +97,10 @@ void print_help() {
       "      --discard=MODE        set discard mode (ignore, unmap)\n"
       "      --detect-zeroes=MODE  set detect-zeroes mode (off)\n"
       "      --image-opts          treat FILE as a full set of image options\n"
+      "\n"
+      "      --threads=N           serve connections on N threads besides the one the\n"
+      "                            image is accessed from (keel only; default: the\n"
+      "                            number of CPUs less one, at least 1; 0: one thread)\n"
       "\n"
       "  -L, --list                list exports available from another NBD server\n"
       "                            (at -k PATH, or -b ADDRESS and -p PORT)\n"
@@ -175,6 +181,7 @@ CommandLine parse_command_line(int argc, char** argv) {
       case kFork: cl.fork = true; break;
       case kPidFile: cl.pid_file = o->argument; break;
       case kImageOpts: cl.image_opts = true; break;
+      case kThreads: cl.threads = parse_count(o->argument, "thread count"); break;
       case kHandshakeLimit:
         cl.handshake_limit = std::chrono::seconds(parse_count(o->argument, "handshake limit"));
         break;

@@ -8,8 +8,11 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "base/async/event_loop.h"
+#include "base/async/loop_thread.h"
 #include "base/async/socket.h"
 #include "base/async/sync.h"
 #include "base/error.h"
@@ -89,6 +92,12 @@ void write_pid_file(const std::string& path) {
     raise(errno, "Failed to write pid file '{}': {}", path, errno_text(errno));
 }
 
+// Connection threads by default: the image's thread and these share the CPUs.
+size_t default_connection_threads() {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  return cpus > 1 ? cpus - 1 : 1;
+}
+
 bool x509(const TlsObject& object) { return object.credentials.kind == nbd::TlsCredentials::Kind::X509; }
 
 // The credentials --tls-creds names; the server-endpoint objects are loaded first, as qemu creates every object.
@@ -126,7 +135,8 @@ int run(int argc, char** argv) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  EventLoop loop(cl.image.aio == "threads" ? IoBackend::Threads : IoBackend::IoUring);
+  const IoBackend io = cl.image.aio == "threads" ? IoBackend::Threads : IoBackend::IoUring;
+  EventLoop loop(io);
   if (cl.image_opts)
     block::apply_image_options(cl.image_name, cl.image);
   else
@@ -147,7 +157,15 @@ int run(int argc, char** argv) {
                            .negotiation = {.tls_configured = tls != nullptr, .tls_required = tls != nullptr},
                            .tls = tls,
                            .limits = {.handshake_limit = cl.handshake_limit}};
-  nbd::Server server(config, {.max_connections = cl.shared, .persistent = cl.persistent});
+  // Connections (socket I/O, TLS, request parsing) run on their own threads; the image stays on this one.
+  std::vector<std::unique_ptr<LoopThread>> connection_threads;
+  std::vector<EventLoop*> connection_loops;
+  for (size_t i = 0; i < cl.threads.value_or(default_connection_threads()); i++) {
+    connection_threads.push_back(std::make_unique<LoopThread>(io));
+    connection_loops.push_back(&connection_threads.back()->loop());
+  }
+  nbd::Server server(config, {.max_connections = cl.shared, .persistent = cl.persistent,
+                              .connection_loops = connection_loops});
   server.add_listener(listen(cl));
   if (cl.pid_file) write_pid_file(*cl.pid_file);
   if (ready_fd >= 0) {
