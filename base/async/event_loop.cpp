@@ -92,14 +92,12 @@ std::optional<EventLoop::Clock::time_point> EventLoop::fire_timers() {
 }
 
 void EventLoop::post(std::coroutine_handle<> h) {
-  bool wake;
-  {
-    std::lock_guard lock(posted_mutex_);
-    // A non-empty queue has had its wake-up already, and the loop empties it whole.
-    wake = posted_.empty();
-    posted_.push_back(h);
-    external_work_.fetch_sub(1, std::memory_order_relaxed);
-  }
+  // The wake-up happens under the lock too: once the loop has taken `h` it may finish and be destroyed.
+  std::lock_guard lock(posted_mutex_);
+  // A non-empty queue has had its wake-up already, and the loop empties it whole.
+  const bool wake = posted_.empty();
+  posted_.push_back(h);
+  external_work_.fetch_sub(1, std::memory_order_relaxed);
   if (!wake) return;
   if (ring_) {
     uint64_t one = 1;

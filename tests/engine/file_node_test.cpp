@@ -82,6 +82,7 @@ TEST(FileNode, OpenErrorsNameTheFile) {
 
 // /dev/null, like tmpfs before Linux 6.6 and many FUSE file systems, refuses O_DIRECT.
 TEST(FileNode, DirectIoRefusedUnlessFallbackAllowed) {
+  EventLoop loop;
   try {
     FileNode::open("/dev/null", FileOptions{.writable = true, .cache = {.direct = true}});
     FAIL();
@@ -89,7 +90,6 @@ TEST(FileNode, DirectIoRefusedUnlessFallbackAllowed) {
     EXPECT_EQ(std::string(e.what()), "Could not open '/dev/null': filesystem does not support O_DIRECT");
   }
   auto file = FileNode::open("/dev/null", FileOptions{.writable = true, .cache = {.direct = true, .buffered_fallback = true}});
-  EventLoop loop;
   std::vector<std::byte> data(1000, std::byte{1});
   loop.run(file->write(7, std::span<const std::byte>(data).subspan(1)));
 }
@@ -99,6 +99,7 @@ TEST(FileNode, DirectIoRefusedUnlessFallbackAllowed) {
 // after a request completed; a dup stands in for it here): a writer
 // reopening right away must not find the old locks.
 TEST(FileNode, CloseReleasesLocksWhileTheFileIsStillReferenced) {
+  EventLoop loop;  // a node belongs to a loop
   TempDir dir;
   const std::string path = dir.file("f.raw");
   FileNode::create(path, 1 << 20, Preallocation::Off);
