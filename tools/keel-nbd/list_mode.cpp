@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "base/error.h"
 #include "nbd/client/export_list.h"
 #include "nbd/protocol.h"
 
@@ -35,7 +36,13 @@ int list_exports(const CommandLine& cl) {
     server.host = cl.bind;
     server.port = cl.port;
   }
-  const auto exports = nbd::client::list_exports(server);
+  const nbd::TlsCredentials* tls = nullptr;
+  if (cl.tls_creds) {
+    for (const nbd::TlsObject& object : cl.objects.tls)
+      if (object.id == *cl.tls_creds) tls = &object.credentials;
+    if (!tls) raise(ENOENT, "No TLS credentials with id '{}'", *cl.tls_creds);
+  }
+  const auto exports = nbd::client::list_exports(server, tls, cl.tls_hostname.value_or(""));
   std::printf("exports available: %zu\n", exports.size());
   for (const auto& e : exports) {
     std::printf(" export: '%s'\n", e.name.c_str());
