@@ -126,7 +126,8 @@ int TlsContext::check_certificate(int preverified, X509_STORE_CTX* store) noexce
     return 0;
   }
   int authorized = 0;
-  if (X509_NAME_print_ex(text, X509_get_subject_name(certificate), 0, XN_FLAG_RFC2253) >= 0) {
+  // GnuTLS's form, which qemu compares: RFC 4514 escaping, but in the certificate's order ("O=Example,CN=x").
+  if (X509_NAME_print_ex(text, X509_get_subject_name(certificate), 0, XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV) >= 0) {
     char* data = nullptr;
     const long size = BIO_get_mem_data(text, &data);
     authorized = std::string_view(data, static_cast<size_t>(size)) == *self->authorized_identity_;

@@ -6,9 +6,9 @@
 // the client's PSK identity is the user name, over TLS 1.3 (external PSK) or
 // TLS 1.2 PSK cipher suites, whichever the client (GnuTLS in libnbd and qemu)
 // offers. With an authorized identity (qemu's --tls-authz with authz-simple)
-// only that client completes the handshake: the x509 certificate's subject,
-// as an RFC 4514 Distinguished Name (what GnuTLS prints for qemu,
-// "CN=client.example,O=Example"), or the PSK username.
+// only that client completes the handshake: the x509 certificate's subject
+// Distinguished Name as GnuTLS prints it for qemu (RFC 4514 escaping, in the
+// certificate's order: "O=Example,CN=client.example"), or the PSK username.
 #pragma once
 
 #include <openssl/ssl.h>

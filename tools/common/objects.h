@@ -14,7 +14,7 @@
 namespace keel::tools {
 
 // authz-simple: the one identity allowed, an x509 Distinguished Name as GnuTLS prints it
-// ("CN=client.example,O=Example") or a PSK username.
+// ("O=Example,CN=client.example"; on a command line ",," for each comma) or a PSK username.
 struct AuthzObject {
   std::string id;
   std::string identity;
