@@ -71,7 +71,10 @@ int connect_handle(nbd_handle* handle, const NbdAddress& server, const TlsCreden
                    const std::string& hostname) {
   if (tls) configure_tls(handle, *tls);
   const bool x509_verified = tls && tls->kind == TlsCredentials::Kind::X509 && tls->verify_peer;
-  if (x509_verified && server.is_unix) raise(EINVAL, "No hostname for certificate validation");
+  if (x509_verified && server.is_unix && hostname.empty()) raise(EINVAL, "No hostname for certificate validation");
+  if (x509_verified && server.is_unix)
+    raise(ENOTSUP, "Checking a server certificate over a Unix socket is not supported by keel (libnbd takes no TLS "
+                   "host name): use verify-peer=off");
   if (x509_verified && !hostname.empty() && hostname != server.host)
     raise(ENOTSUP, "A TLS host name other than the server's ('{}' for '{}') is not supported by keel: libnbd checks "
                    "certificates against the host it connects to", hostname, server.host);

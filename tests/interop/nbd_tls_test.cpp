@@ -491,6 +491,15 @@ TEST_F(NbdTls, ListOverTlsMatchesQemuNbd) {
       if (q.status != 0) EXPECT_EQ(k.err, replace_all(q.err, "qemu-nbd: ", "keel-nbd: ")) << what;
     }
   }
+  // qemu-nbd checks the certificate against --tls-hostname over a Unix socket; libnbd cannot, so keel-nbd refuses
+  // in one line rather than list unverified.
+  auto server = serve(NbdServerKind::Keel, x509_object(creds().server));
+  const auto [q, k] = qemu_nbd_and_keel_nbd({"-L", "-k", server->socket(), "--object",
+                                             client_x509_object(creds().client), "--tls-creds=tls0",
+                                             "--tls-hostname=localhost"});
+  EXPECT_EQ(q.status, 0) << describe("qemu-nbd -L", q);
+  EXPECT_NE(k.status, 0);
+  EXPECT_EQ(split_lines(k.err).size(), 1u) << k.err;
 }
 
 // --tls-authz with authz-simple: the right identity (the certificate's DN as GnuTLS prints it, or the PSK
