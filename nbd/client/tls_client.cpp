@@ -49,7 +49,7 @@ const TlsCredentials& tls_credentials_for(const NbdAddress& address) {
   if (address.tls_creds) {
     for (const TlsObject& o : registered()) {
       if (o.id != *address.tls_creds) continue;
-      if (o.server_endpoint) raise(EINVAL, "Expecting TLS credentials with a client endpoint");
+      if (o.server_endpoint) raise(EINVAL, "Expected TLS credentials for a client endpoint");
       return o.credentials;
     }
     raise(ENOENT, "No TLS credentials with id '{}'", *address.tls_creds);

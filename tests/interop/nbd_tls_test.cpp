@@ -437,34 +437,34 @@ TEST_F(NbdTls, KeelClientRefusalsAreOneLine) {
 }
 
 // Over TCP libnbd checks the server's certificate against the host: the right CA is served, another CA is
-// refused, as qemu-img refuses it; -L lists the same as qemu-nbd -L.
+// refused, as qemu-img refuses it; -L lists the same as qemu-nbd -L. Against qemu-nbd and keel-nbd alike.
 TEST_F(NbdTls, TcpChecksTheServerCertificateAndListsLikeQemuNbd) {
-  const std::string image = t_.file("tcp.raw"), port = free_port();
-  ASSERT_EQ(qemu_img({"create", "-q", "-f", "raw", image, kImageSize}).status, 0);
-  BackgroundProcess server({keel_bin("keel-nbd"), "-t", "-b", "127.0.0.1", "-p", port, "--object",
-                            x509_object(creds().server, ",verify-peer=off"), "--tls-creds=tls0", "-f", "raw", image});
-  ASSERT_TRUE(tcp_listening(port));
-  for (const std::string host : {"localhost", "127.0.0.1"}) {
-    const std::string name = "nbds://" + host + ":" + port;
-    const RunResult ok = keel_img({"info", "--object", client_x509_object(creds().client), name});
-    EXPECT_EQ(ok.status, 0) << describe(name, ok);
-    const RunResult io = run_keel({"keel-io", "--object", client_x509_object(creds().client), "-f", "raw", "-c",
-                                   "read -P 0 0 64k", name});
-    EXPECT_EQ(io.status, 0) << describe(name, io);
-  }
-  const std::string qemu_opts = "driver=nbd,host=localhost,port=" + port + ",tls-creds=tls0";
-  for (const std::string& dir : {creds().client, creds().other_ca}) {
-    const RunResult k = keel_img({"info", "--object", client_x509_object(dir), "nbds://localhost:" + port});
-    const RunResult q = run({"qemu-img", "info", "--object", client_x509_object(dir), "--image-opts", qemu_opts});
-    EXPECT_EQ(k.status == 0, q.status == 0) << describe("keel-img", k) << describe("qemu-img", q);
-    EXPECT_EQ(k.status == 0, dir == creds().client) << describe("keel-img", k);
-  }
-  for (const std::string& dir : {creds().client, creds().other_ca}) {
-    const std::vector<std::string> args{"-L", "-b", "127.0.0.1", "-p", port, "--object", client_x509_object(dir),
-                                        "--tls-creds", "tls0"};
-    const auto [q, k] = qemu_nbd_and_keel_nbd(args);
-    EXPECT_EQ(k.status, q.status) << describe("qemu-nbd -L", q) << describe("keel-nbd -L", k);
-    EXPECT_EQ(k.out, q.out);
+  for (const std::string server_program : {"qemu-nbd", "keel-nbd"}) {
+    const std::string image = t_.file(server_program + ".tcp.raw"), port = free_port();
+    ASSERT_EQ(qemu_img({"create", "-q", "-f", "raw", image, kImageSize}).status, 0);
+    BackgroundProcess server({server_program == "keel-nbd" ? keel_bin("keel-nbd") : "qemu-nbd", "-t", "-b",
+                              "127.0.0.1", "-p", port, "--object", x509_object(creds().server, ",verify-peer=off"),
+                              "--tls-creds=tls0", "-f", "raw", image});
+    ASSERT_TRUE(tcp_listening(port)) << server_program;
+    for (const std::string host : {"localhost", "127.0.0.1"}) {
+      const std::string name = "nbds://" + host + ":" + port;
+      const RunResult ok = keel_img({"info", "--object", client_x509_object(creds().client), name});
+      EXPECT_EQ(ok.status, 0) << describe(server_program + " " + name, ok);
+      const RunResult io = run_keel({"keel-io", "--object", client_x509_object(creds().client), "-f", "raw", "-c",
+                                     "read -P 0 0 64k", name});
+      EXPECT_EQ(io.status, 0) << describe(server_program + " " + name, io);
+    }
+    const std::string qemu_opts = "driver=nbd,host=localhost,port=" + port + ",tls-creds=tls0";
+    for (const std::string& dir : {creds().client, creds().other_ca}) {
+      const RunResult k = keel_img({"info", "--object", client_x509_object(dir), "nbds://localhost:" + port});
+      const RunResult q = run({"qemu-img", "info", "--object", client_x509_object(dir), "--image-opts", qemu_opts});
+      EXPECT_EQ(k.status == 0, q.status == 0) << server_program << describe("keel-img", k) << describe("qemu-img", q);
+      EXPECT_EQ(k.status == 0, dir == creds().client) << server_program << describe("keel-img", k);
+      const auto [ql, kl] = qemu_nbd_and_keel_nbd({"-L", "-b", "127.0.0.1", "-p", port, "--object",
+                                                   client_x509_object(dir), "--tls-creds", "tls0"});
+      EXPECT_EQ(kl.status, ql.status) << server_program << describe("qemu-nbd -L", ql) << describe("keel-nbd -L", kl);
+      EXPECT_EQ(kl.out, ql.out) << server_program;
+    }
   }
 }
 
@@ -500,6 +500,16 @@ TEST_F(NbdTls, ListOverTlsMatchesQemuNbd) {
   EXPECT_EQ(q.status, 0) << describe("qemu-nbd -L", q);
   EXPECT_NE(k.status, 0);
   EXPECT_EQ(split_lines(k.err).size(), 1u) << k.err;
+  // Credentials that are not a client's, or none by that id: qemu-nbd's errors.
+  const std::vector<std::pair<std::string, std::string>> wrong = {{x509_object(creds().server), "tls0"},
+                                                                   {client_x509_object(creds().client), "other"}};
+  for (const auto& [object, id] : wrong) {
+    const auto [qe, ke] =
+        qemu_nbd_and_keel_nbd({"-L", "-k", server->socket(), "--object", object, "--tls-creds=" + id});
+    EXPECT_NE(qe.status, 0);
+    EXPECT_EQ(ke.status, qe.status) << object;
+    EXPECT_EQ(ke.err, replace_all(qe.err, "qemu-nbd: ", "keel-nbd: ")) << object;
+  }
 }
 
 // --tls-authz with authz-simple: the right identity (the certificate's DN as GnuTLS prints it, or the PSK
