@@ -315,6 +315,11 @@ TEST_F(NbdTls, CommandLineErrorsMatchQemuNbd) {
       {"--object", x509_object(creds().psk), "--tls-creds=tls0"},
       {"--object", psk_object(server), "--tls-creds=tls0"},
       {"--tls-authz=authz0"},
+      {"--object", "tls-creds-psk,id=tls0,dir=" + creds().psk + ",endpoint=server,username=alice",
+       "--tls-creds=tls0"},
+      {"--object", "authz-simple,id=authz0", "--object", x509_object(server), "--tls-creds=tls0",
+       "--tls-authz=authz0"},
+      {"--object", "authz-simple,id=tls0,identity=x", "--object", x509_object(server), "--tls-creds=tls0"},
       {"--tls-hostname=localhost"},
       {"--object", psk_object(creds().psk), "--tls-creds=tls0", "--tls-hostname=localhost"},
   };
