@@ -1,7 +1,7 @@
 #include "nbd/tls_context.h"
 
 #include <openssl/err.h>
-#include <unistd.h>
+#include <openssl/x509.h>
 
 #include <cerrno>
 #include <cstring>
@@ -22,14 +22,6 @@ int hex_digit(char c) {
 
 }  // namespace
 
-// qemu checks each file is readable before handing it to the TLS library, with this wording.
-std::string tls_credentials_file(const std::string& dir, const char* name) {
-  const std::string path = dir + "/" + name;
-  if (access(path.c_str(), R_OK) != 0)
-    raise(errno, "Unable to access credentials {}: {}", path, std::strerror(errno));
-  return path;
-}
-
 std::string openssl_error_text() {
   const unsigned long code = ERR_get_error();
   ERR_clear_error();
@@ -39,7 +31,8 @@ std::string openssl_error_text() {
   return text;
 }
 
-TlsContext::TlsContext(const TlsCredentials& credentials) {
+TlsContext::TlsContext(const TlsCredentials& credentials, std::optional<std::string> authorized_identity)
+    : authorized_identity_(std::move(authorized_identity)) {
   ctx_ = SSL_CTX_new(TLS_server_method());
   if (!ctx_) raise(ENOMEM, "Cannot create a TLS context: {}", openssl_error_text());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
@@ -75,8 +68,12 @@ void TlsContext::load_x509(const TlsCredentials& credentials) {
     raise(EINVAL, "Cannot load private key {}: {}", key, openssl_error_text());
   if (SSL_CTX_check_private_key(ctx_) != 1)
     raise(EINVAL, "Private key {} does not match certificate {}", key, cert);
+  // Without verify-peer no certificate is asked for, so there is no identity to authorize.
+  if (authorized_identity_ && !credentials.verify_peer)
+    raise(EINVAL, "TLS authorization of x509 clients needs verify-peer=on");
   if (credentials.verify_peer) {
-    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       authorized_identity_ ? &TlsContext::check_certificate : nullptr);
     // Tells the client which CA its certificate must come from.
     if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca.c_str())) SSL_CTX_set_client_CA_list(ctx_, names);
   }
@@ -110,11 +107,34 @@ void TlsContext::load_psk(const std::string& dir) {
 
 unsigned int TlsContext::find_psk(SSL* ssl, const char* identity, unsigned char* psk, unsigned int max) noexcept {
   const auto* self = static_cast<const TlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
-  if (!identity) return 0;
+  if (!identity || (self->authorized_identity_ && *self->authorized_identity_ != identity)) return 0;
   const auto it = self->psk_keys_.find(std::string_view(identity));
   if (it == self->psk_keys_.end() || it->second.size() > max) return 0;
   std::memcpy(psk, it->second.data(), it->second.size());
   return static_cast<unsigned int>(it->second.size());
+}
+
+int TlsContext::check_certificate(int preverified, X509_STORE_CTX* store) noexcept {
+  // Only the client's own certificate (depth 0), once its chain checked out, carries the identity.
+  if (!preverified || X509_STORE_CTX_get_error_depth(store) != 0) return preverified;
+  const auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  const auto* self = static_cast<const TlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  X509* certificate = X509_STORE_CTX_get_current_cert(store);
+  BIO* text = BIO_new(BIO_s_mem());
+  if (!certificate || !text) {
+    BIO_free(text);
+    return 0;
+  }
+  int authorized = 0;
+  // GnuTLS's form, which qemu compares: RFC 4514 escaping, but in the certificate's order ("O=Example,CN=x").
+  if (X509_NAME_print_ex(text, X509_get_subject_name(certificate), 0, XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV) >= 0) {
+    char* data = nullptr;
+    const long size = BIO_get_mem_data(text, &data);
+    authorized = std::string_view(data, static_cast<size_t>(size)) == *self->authorized_identity_;
+  }
+  BIO_free(text);
+  if (!authorized) X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+  return authorized;
 }
 
 SSL* TlsContext::new_session() const {

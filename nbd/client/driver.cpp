@@ -1,4 +1,4 @@
-// The nbd protocol driver's registration: every NBD name form qemu reads, and nbds (TLS), refused for now.
+// The nbd protocol driver's registration: every NBD name form qemu reads, and nbds (TLS).
 #include <array>
 
 #include "block/protocol.h"

@@ -1,12 +1,11 @@
 #include "nbd/client/export_list.h"
 
 #include <libnbd.h>
-#include <unistd.h>
 
 #include <memory>
 
-#include "base/async/socket.h"
 #include "base/error.h"
+#include "nbd/client/tls_client.h"
 #include "nbd/protocol.h"
 
 namespace keel::nbd::client {
@@ -63,16 +62,13 @@ uint32_t block_size(nbd_handle* h, int which) {
 
 }  // namespace
 
-std::vector<ListedExport> list_exports(const NbdAddress& server) {
-  Socket socket = server.is_unix ? connect_unix(server.socket) : connect_tcp(server.host, server.port);
+std::vector<ListedExport> list_exports(const NbdAddress& server, const TlsCredentials* tls,
+                                       const std::string& tls_hostname) {
   Handle h(nbd_create());
   if (!h) raise_libnbd("Could not create an NBD client");
   if (nbd_set_opt_mode(h.get(), true) < 0 || nbd_set_request_structured_replies(h.get(), true) < 0)
     raise_libnbd("Could not set up the NBD client");
-  // The descriptor is libnbd's from here on; the Socket keeps (and closes) its own.
-  const int fd = ::dup(socket.fd());
-  if (fd < 0) raise_errno(errno, "dup");
-  if (nbd_connect_socket(h.get(), fd) < 0) raise_libnbd("Failed to negotiate with the NBD server");
+  if (connect_handle(h.get(), server, tls, tls_hostname) < 0) raise_libnbd("Failed to negotiate with the NBD server");
   std::vector<ListedExport> exports;
   if (nbd_opt_list(h.get(), {.callback = on_export, .user_data = &exports}) < 0)
     raise_libnbd("Failed to list the server's exports");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nbd/client/nbd_address.h"
+#include "nbd/tls_credentials.h"
 
 namespace keel::nbd::client {
 
@@ -23,8 +24,10 @@ struct ListedExport {
   std::vector<std::string> meta_contexts;
 };
 
-// Connects to `server` (its export name is not used) and lists every export; raises with qemu's wording
-// ("Failed to connect to 'PATH': reason") when the server cannot be reached.
-std::vector<ListedExport> list_exports(const NbdAddress& server);
+// Connects to `server` (its export name is not used), over TLS with `tls` when given (`tls_hostname`: see
+// connect_handle()), and lists every export; raises with qemu's wording ("Failed to connect to 'PATH': reason")
+// when the server cannot be reached.
+std::vector<ListedExport> list_exports(const NbdAddress& server, const TlsCredentials* tls = nullptr,
+                                       const std::string& tls_hostname = "");
 
 }  // namespace keel::nbd::client

@@ -60,9 +60,29 @@ std::optional<HostPort> split_host_port(std::string_view text) {
   return hp;
 }
 
+// The query of a URI: "socket=PATH" (Unix only, and required there) and, for TLS, "tls-creds=ID".
+void parse_query(std::string_view query, NbdAddress& address) {
+  bool has_socket = false;
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? "" : query.substr(amp + 1);
+    if (address.is_unix && item.starts_with("socket=") && !has_socket) {
+      address.socket = percent_decode(item.substr(7));
+      has_socket = true;
+    } else if (address.tls && item.starts_with("tls-creds=") && !address.tls_creds) {
+      address.tls_creds = percent_decode(item.substr(10));
+    } else {
+      invalid_url();
+    }
+  }
+  if (address.is_unix && !has_socket) invalid_url();
+}
+
 NbdAddress parse_uri(std::string_view scheme, std::string_view rest) {
   NbdAddress address;
-  address.is_unix = scheme == "nbd+unix";
+  address.tls = scheme.starts_with("nbds");
+  address.is_unix = scheme.ends_with("+unix");
   if (rest.find('#') != std::string_view::npos) invalid_url();
   const size_t query_at = rest.find('?');
   const std::string_view query = query_at == std::string_view::npos ? "" : rest.substr(query_at + 1);
@@ -72,15 +92,13 @@ NbdAddress parse_uri(std::string_view scheme, std::string_view rest) {
   const std::string_view path = path_at == std::string_view::npos ? "" : before_query.substr(path_at + 1);
   address.export_name = percent_decode(path);
   if (authority.find('@') != std::string_view::npos) invalid_url();
+  parse_query(query, address);
   if (address.is_unix) {
-    // Only the socket: no host, and one query parameter.
-    if (!authority.empty() || !query.starts_with("socket=") || query.find('&') != std::string_view::npos)
-      invalid_url();
-    address.socket = percent_decode(query.substr(7));
+    if (!authority.empty()) invalid_url();  // only the socket names the server
     return address;
   }
   const auto hp = split_host_port(authority);
-  if (!query.empty() || !hp || hp->host.empty()) invalid_url();
+  if (!hp || hp->host.empty()) invalid_url();
   address.host = percent_decode(hp->host);
   address.port = hp->port.empty() ? std::string(kDefaultPort) : hp->port;
   return address;
@@ -112,16 +130,15 @@ NbdAddress parse_legacy(std::string_view rest) {
 
 std::string NbdAddress::canonical_name() const {
   const std::string path = export_name.empty() ? "" : "/" + export_name;
-  if (is_unix) return "nbd+unix://" + path + "?socket=" + socket;
-  return "nbd://" + host + ":" + port + path;
+  const std::string scheme = tls ? "nbds" : "nbd";
+  if (is_unix) return scheme + "+unix://" + path + "?socket=" + socket;
+  return scheme + "://" + host + ":" + port + path;
 }
 
 NbdAddress parse_nbd_address(const std::string& name) {
   const size_t colon = name.find(':');
   const std::string_view scheme = std::string_view(name).substr(0, colon);
   const std::string_view rest = std::string_view(name).substr(colon + 1);
-  if (scheme.starts_with("nbds"))
-    raise(ENOTSUP, "TLS connections to NBD servers ('{}') are not supported by keel yet", scheme);
   if (rest.starts_with("//")) return parse_uri(scheme, rest.substr(2));
   if (scheme == "nbd") return parse_legacy(rest);
   invalid_url();

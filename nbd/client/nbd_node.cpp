@@ -1,15 +1,14 @@
 #include "nbd/client/nbd_node.h"
 
 #include <libnbd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <vector>
 
-#include "base/async/socket.h"
 #include "base/async/sync.h"
 #include "base/error.h"
 #include "base/units.h"
+#include "nbd/client/tls_client.h"
 
 namespace keel::nbd::client {
 
@@ -78,7 +77,7 @@ int on_extent(void* data, const char* context, uint64_t, uint32_t* entries, size
 
 std::unique_ptr<NbdNode> NbdNode::open(const std::string& name, const block::OpenOptions& options) {
   const NbdAddress address = parse_nbd_address(name);
-  Socket socket = address.is_unix ? connect_unix(address.socket) : connect_tcp(address.host, address.port);
+  const TlsCredentials* tls = address.tls ? &tls_credentials_for(address) : nullptr;
   OwnedHandle handle(nbd_create());
   std::string server_error;
   if (!handle) raise(ENOMEM, "Could not create an NBD client: {}", nbd_get_error());
@@ -88,10 +87,7 @@ std::unique_ptr<NbdNode> NbdNode::open(const std::string& name, const block::Ope
       nbd_set_debug_callback(handle.get(), {.callback = on_debug, .user_data = &server_error}) < 0 ||
       nbd_set_debug(handle.get(), true) < 0)
     raise(nbd_get_errno(), "Could not set up the NBD client: {}", nbd_get_error());
-  // libnbd takes the descriptor over (and closes it); the Socket closes its own.
-  const int fd = ::dup(socket.fd());
-  if (fd < 0) raise_errno(errno, "dup");
-  const int connected = nbd_connect_socket(handle.get(), fd);
+  const int connected = connect_handle(handle.get(), address, tls);
   // Debug messages cost formatting on every request: only the handshake's are wanted.
   nbd_set_debug(handle.get(), false);
   nbd_clear_debug_callback(handle.get());

@@ -5,7 +5,7 @@
 // aside) must be the same, and so must the files each run leaves behind.
 //
 // Left out on purpose: what keel-img does not have (resize, snapshot, commit,
-// --object, convert -B/-C/-l/-r/--salvage/--bitmaps), help texts (qemu's name
+// --object (its errors are in nbd_tls_test), convert -B/-C/-l/-r/--salvage/--bitmaps), help texts (qemu's name
 // its own formats and trace events), "-o help" listings that would show
 // options keel does not implement (qcow2's encrypt.*, the file protocol's
 // nocow and extent_size_hint), and two bad convert values that qemu-img finds

@@ -12,6 +12,7 @@
 #include "block/jobs/convert.h"
 #include "tools/common/atomic_output.h"
 #include "tools/common/progress.h"
+#include "tools/common/objects.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-img/command_line.h"
 #include "tools/keel-img/commands.h"
@@ -124,7 +125,7 @@ int cmd_convert(int argc, char** argv) {
       case 'C': not_supported("-C (copy offloading)"); break;
       case 'l': not_supported("-l (converting a snapshot)"); break;
       case 'r': not_supported("-r (a rate limit)"); break;
-      case kOptionObject: not_supported("--object"); break;
+      case kOptionObject: tools::define_client_object(o->argument); break;
       case kOptionTargetImageOpts: not_supported("--target-image-opts"); break;
       case kOptionSalvage: not_supported("--salvage"); break;
       case kOptionBitmaps: not_supported("--bitmaps"); break;

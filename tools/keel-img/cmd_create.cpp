@@ -9,6 +9,7 @@
 #include "block/backing.h"
 #include "block/format.h"
 #include "block/image_name.h"
+#include "tools/common/objects.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-img/command_line.h"
 #include "tools/keel-img/commands.h"
@@ -29,7 +30,7 @@ int cmd_create(int argc, char** argv) {
       case 'o': add_option_list(option_list, o->argument); break;
       case 'q': quiet = true; break;
       case 'u': unsafe = true; break;
-      case kOptionObject: not_supported("--object"); break;
+      case kOptionObject: tools::define_client_object(o->argument); break;
       default: bad_option(*o);
     }
   }

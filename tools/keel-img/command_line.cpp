@@ -3,6 +3,7 @@
 #include "base/error.h"
 #include "block/image_options.h"
 #include "block/options.h"
+#include "tools/common/objects.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-img/commands.h"
 
@@ -40,7 +41,7 @@ bool ImageCommandOptions::take(const tools::ScannedOption& option) {
     case 'f': format = option.argument; return true;
     case 'U': force_share = true; return true;
     case kOptionOutput: output = option.argument; return true;
-    case kOptionObject: not_supported("--object");
+    case kOptionObject: tools::define_client_object(option.argument); return true;
     case kOptionImageOpts: image_opts = true; return true;
     default: return false;
   }

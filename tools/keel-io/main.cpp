@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "tools/common/objects.h"
 #include "tools/common/tool_main.h"
 #include "tools/keel-io/commands.h"
 #include "tools/keel-io/line_reader.h"
@@ -94,7 +95,7 @@ int run(int argc, char** argv) {
       case 'f': settings.image.open.format = o->argument; break;
       case 'm': misalign = true; break;
       case 'T': raise(ENOTSUP, "tracing (-T) is not supported");
-      case kObject: raise(ENOTSUP, "--object is not supported: keel has no secrets or other objects to define");
+      case kObject: tools::define_client_object(o->argument); break;
       case kImageOpts: image_opts = true; break;
       case '?': return fail_usage();
       default:

@@ -70,7 +70,10 @@ void print_help() {
       "      --handshake-limit=N   drop clients that have not finished the handshake\n"
       "                            after N seconds (default 10, 0 for no limit)\n"
       "      --tls-creds=ID        use id of an earlier --object to provide TLS\n"
-      "                            (TLS is then required of every client)\n"
+      "                            (TLS is then required of every client; with -L,\n"
+      "                            the client credentials to list over TLS)\n"
+      "      --tls-authz=ID        only TLS clients the authz object ID allows\n"
+      "      --tls-hostname=NAME   -L: check the server's certificate against NAME\n"
       "\n"
       "Exposing part of the image:\n"
       "  -A, --allocation-depth    expose the allocation depth\n"
@@ -80,8 +83,10 @@ void print_help() {
       "                            once the server is running\n"
       "  --pid-file=PATH           store the server's process ID in the given file\n"
       "  --object type,id=ID,...   define TLS credentials: tls-creds-x509,id=ID,dir=DIR,\n"
-      "                            endpoint=server[,verify-peer=on|off] or\n"
-      "                            tls-creds-psk,id=ID,dir=DIR,endpoint=server\n"
+      "                            endpoint=server|client[,verify-peer=on|off] or\n"
+      "                            tls-creds-psk,id=ID,dir=DIR,endpoint=server|client\n"
+      "                            [,username=NAME]; or an authorization:\n"
+      "                            authz-simple,id=ID,identity=DN-OR-USERNAME\n"
       "\n"
       "Block device options:\n"
       "  -f, --format=FORMAT       set image format (raw, qcow2, ...)\n"
@@ -106,7 +111,7 @@ void print_help() {
       "                            (at -k PATH, or -b ADDRESS and -p PORT)\n"
       "\n"
       "Not supported by keel-nbd yet (refused with a message): -o, -B, -l, -c, -d,\n"
-      "--tls-authz, --tls-hostname, -T, --selinux-label.\n");
+      "-T, --selinux-label.\n");
 }
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -131,8 +136,6 @@ CommandLine parse_command_line(int argc, char** argv) {
   CommandLine cl;
   std::string cache = "writeback";
   bool nocache = false;
-  bool tls_authz = false;
-  bool tls_hostname = false;
   std::vector<std::string> words(argv + 1, argv + argc);
   tools::OptionScanner scanner("keel-nbd", words, "hVb:o:p:rsnc:dvk:e:f:tl:x:T:D:AB:L", kLongOptions);
   // Options that describe the image served, which list mode has none of (qemu-nbd's "per-device settings").
@@ -190,10 +193,10 @@ CommandLine parse_command_line(int argc, char** argv) {
       case 'l': not_supported("-l/--load-snapshot");
       case 'L': cl.list = true; break;
       case 'c': case 'd': not_supported("The kernel NBD client (-c/-d)");
-      case kObject: cl.objects.push_back(parse_tls_object(o->argument)); break;
+      case kObject: cl.objects.add(o->argument); break;
       case kTlsCreds: cl.tls_creds = o->argument; break;
-      case kTlsAuthz: tls_authz = true; break;
-      case kTlsHostname: tls_hostname = true; break;
+      case kTlsAuthz: cl.tls_authz = o->argument; break;
+      case kTlsHostname: cl.tls_hostname = o->argument; break;
       case 'T': not_supported("-T/--trace");
       case kSelinuxLabel: not_supported("--selinux-label");
       default: raise(EINVAL, "Try `keel-nbd --help' for more information.");
@@ -203,16 +206,17 @@ CommandLine parse_command_line(int argc, char** argv) {
     if (!scanner.operands().empty()) raise(EINVAL, "List mode is incompatible with a file name");
     if (per_device) raise(EINVAL, "List mode is incompatible with per-device settings");
     if (cl.fork) raise(EINVAL, "List mode is incompatible with forking");
-    if (cl.tls_creds) not_supported("TLS in list mode (-L with --tls-creds)");
+    if (cl.tls_authz && !cl.tls_creds) raise(EINVAL, "--tls-authz is not permitted without --tls-creds");
+    if (cl.tls_hostname && !cl.tls_creds) raise(EINVAL, "--tls-hostname is not permitted without --tls-creds");
+    if (cl.tls_authz) raise(EINVAL, "TLS authorization is incompatible with export list");
     return cl;
   }
   if (scanner.operands().size() != 1) usage_error("Invalid number of arguments");
   cl.image_name = scanner.operands()[0];
-  if (tls_authz && !cl.tls_creds) raise(EINVAL, "--tls-authz is not permitted without --tls-creds");
-  if (tls_hostname && !cl.tls_creds) raise(EINVAL, "--tls-hostname is not permitted without --tls-creds");
+  if (cl.tls_authz && !cl.tls_creds) raise(EINVAL, "--tls-authz is not permitted without --tls-creds");
+  if (cl.tls_hostname && !cl.tls_creds) raise(EINVAL, "--tls-hostname is not permitted without --tls-creds");
   // The export list (-L) is a client of another server, the only place qemu-nbd takes a TLS host name.
-  if (tls_hostname) raise(EINVAL, "TLS hostname is only supported with export list");
-  if (tls_authz) not_supported("--tls-authz");
+  if (cl.tls_hostname) raise(EINVAL, "TLS hostname is only supported with export list");
   cl.image.open.writable = !cl.image.read_only_option;
   const auto mode = block::CacheMode::parse(nocache ? "none" : cache);
   if (!mode) raise(EINVAL, "Invalid cache mode `{}'", cache);

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "block/image_options.h"
-#include "tools/keel-nbd/tls_object.h"
+#include "tools/common/objects.h"
 
 namespace keel::nbdtool {
 
@@ -34,8 +34,10 @@ struct CommandLine {
 
   bool list = false;  // -L: list another server's exports instead of serving
   bool explicit_bind = false;
-  std::vector<TlsObject> objects;        // --object, in order
-  std::optional<std::string> tls_creds;  // the id of the object that makes TLS mandatory
+  tools::Objects objects;                   // --object
+  std::optional<std::string> tls_creds;     // the id of the object that makes TLS mandatory (or, with -L, used)
+  std::optional<std::string> tls_authz;     // the id of the authz object a TLS client must satisfy
+  std::optional<std::string> tls_hostname;  // -L: the name the server's certificate is checked against
 };
 
 // Parses argv; prints --help or --version and throws tools::ExitStatus(0) for those, raises keel::Error

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "base/error.h"
 #include "nbd/client/export_list.h"
 #include "nbd/protocol.h"
 
@@ -24,6 +25,18 @@ std::string flag_names(uint16_t flags) {
   return out;
 }
 
+// The client credentials --tls-creds names, worded as qemu-nbd's errors.
+const nbd::TlsCredentials* client_credentials(const CommandLine& cl) {
+  if (!cl.tls_creds) return nullptr;
+  for (const nbd::TlsObject& object : cl.objects.tls) {
+    if (object.id != *cl.tls_creds) continue;
+    if (object.server_endpoint)
+      raise(EINVAL, "Failed to get TLS creds: Expected TLS credentials for a client endpoint");
+    return &object.credentials;
+  }
+  raise(ENOENT, "Failed to get TLS creds: No TLS credentials with id '{}'", *cl.tls_creds);
+}
+
 }  // namespace
 
 int list_exports(const CommandLine& cl) {
@@ -35,7 +48,7 @@ int list_exports(const CommandLine& cl) {
     server.host = cl.bind;
     server.port = cl.port;
   }
-  const auto exports = nbd::client::list_exports(server);
+  const auto exports = nbd::client::list_exports(server, client_credentials(cl), cl.tls_hostname.value_or(""));
   std::printf("exports available: %zu\n", exports.size());
   for (const auto& e : exports) {
     std::printf(" export: '%s'\n", e.name.c_str());

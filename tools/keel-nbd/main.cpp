@@ -98,17 +98,21 @@ size_t default_connection_threads() {
   return cpus > 1 ? cpus - 1 : 1;
 }
 
-bool x509(const TlsObject& object) { return object.credentials.kind == nbd::TlsCredentials::Kind::X509; }
-
-// The credentials --tls-creds names; the server-endpoint objects are loaded first, as qemu creates every object.
+// The credentials --tls-creds names, authorizing what --tls-authz allows; the server-endpoint objects are loaded
+// first, as qemu creates every object.
 std::shared_ptr<const nbd::TlsContext> tls_context(const CommandLine& cl) {
-  std::shared_ptr<const nbd::TlsContext> selected;
-  std::vector<std::pair<const TlsObject*, std::shared_ptr<const nbd::TlsContext>>> loaded;
-  for (const TlsObject& object : cl.objects) {
-    // A client endpoint is of no use to a server, but qemu loads it all the same: its missing file is the error.
-    if (!object.server_endpoint)
-      nbd::tls_credentials_file(object.credentials.dir, x509(object) ? "ca-cert.pem" : "keys.psk");
-    loaded.emplace_back(&object, object.server_endpoint ? std::make_shared<nbd::TlsContext>(object.credentials)
+  std::optional<std::string> identity;
+  if (cl.tls_authz) {
+    const tools::AuthzObject* authz = cl.objects.find_authz(*cl.tls_authz);
+    // qemu-nbd looks the object up per client and refuses each; keel-nbd refuses to start.
+    if (!authz) raise(ENOENT, "No authorization object with id '{}'", *cl.tls_authz);
+    identity = authz->identity;
+  }
+  std::vector<std::pair<const nbd::TlsObject*, std::shared_ptr<const nbd::TlsContext>>> loaded;
+  for (const nbd::TlsObject& object : cl.objects.tls) {
+    const bool selected = cl.tls_creds && object.id == *cl.tls_creds;
+    loaded.emplace_back(&object, object.server_endpoint ? std::make_shared<nbd::TlsContext>(
+                                                              object.credentials, selected ? identity : std::nullopt)
                                                         : nullptr);
   }
   if (!cl.tls_creds) return nullptr;
