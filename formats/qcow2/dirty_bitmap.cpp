@@ -60,7 +60,8 @@ std::vector<BitmapTableEntry> decode_bitmap_table(std::span<const std::byte> tab
     if (offset)
       entries.push_back({BitmapTableEntry::Kind::Stored, offset});
     else
-      entries.push_back({word & kTableEntryAllSet ? BitmapTableEntry::Kind::AllSet : BitmapTableEntry::Kind::AllClear, 0});
+      entries.push_back(
+          {word & kTableEntryAllSet ? BitmapTableEntry::Kind::AllSet : BitmapTableEntry::Kind::AllClear, 0});
   }
   return entries;
 }
@@ -77,8 +78,8 @@ Task<std::shared_ptr<Qcow2DirtyBitmap>> Qcow2DirtyBitmap::load(block::BlockNode&
   if (div_round_up(div_round_up(header.size, info.granularity), 8) > kMaxBitmapBytes)
     raise(EFBIG, "Bitmap '{}' is too large for keel to load", info.name);
   BitmapBits bits(header.size, info.granularity);
-  if (info.in_use) co_return std::shared_ptr<Qcow2DirtyBitmap>(new Qcow2DirtyBitmap(info.name, std::move(bits),
-                                                                                    info.auto_flag, true));
+  if (info.in_use)
+    co_return std::shared_ptr<Qcow2DirtyBitmap>(new Qcow2DirtyBitmap(info.name, std::move(bits), info.auto_flag, true));
   if (info.table_size != bitmap_table_entries(header.size, info.granularity, cluster_size))
     raise(EINVAL, "Could not read bitmap '{}' from image: {}", info.name, errno_text(EINVAL));
   std::vector<std::byte> table(uint64_t{info.table_size} * 8);
@@ -87,7 +88,8 @@ Task<std::shared_ptr<Qcow2DirtyBitmap>> Qcow2DirtyBitmap::load(block::BlockNode&
   std::span<std::byte> out = bits.bytes();
   std::vector<std::byte> cluster(cluster_size);
   for (size_t i = 0; i < entries.size(); i++) {
-    std::span<std::byte> piece = out.subspan(i * cluster_size, std::min<uint64_t>(cluster_size, out.size() - i * cluster_size));
+    std::span<std::byte> piece =
+        out.subspan(i * cluster_size, std::min<uint64_t>(cluster_size, out.size() - i * cluster_size));
     switch (entries[i].kind) {
       case BitmapTableEntry::Kind::AllClear:
         break;
