@@ -483,6 +483,13 @@ TEST(NbdServe, DirtyBitmapsServeAsQemuNbd) {
   }
   EXPECT_NE(maps["qemu-nbd"].find("12582912        4096    1  dirty"), std::string::npos) << maps["qemu-nbd"];
   EXPECT_EQ(maps["keel-nbd"], maps["qemu-nbd"]);
+  // keel writes no bitmaps back: after its writable export qemu must not trust the stale ones (the autoclear
+  // bit is clear), while the read-only exports above left the original image's bitmaps usable.
+  const RunResult stale = run({"timeout", "10", "qemu-nbd", "-r", "-B", "b4096", b.t.file("keel-nbd.qcow2")});
+  EXPECT_NE(stale.status, 0);
+  EXPECT_NE(stale.err.find("Bitmap 'b4096' is not found"), std::string::npos) << stale.err;
+  const RunResult info = qemu_img({"info", "--output=json", b.image});
+  EXPECT_NE(info.out.find("\"b4096\""), std::string::npos) << info.out;
 }
 
 // LIST_META_CONTEXT queries (the qemu: and qemu:dirty-bitmap: wildcards, exact names, unknown ones), SET with
