@@ -14,6 +14,14 @@ Task<CheckResult> BlockNode::check(CheckFix) {
   co_return CheckResult{};
 }
 
+Task<void> BlockNode::load_snapshot(const SnapshotRef&) {
+  raise(ENOTSUP, "Block format '{}' used by device '' does not support temporarily loading internal snapshots",
+        format_name());
+  co_return;
+}
+
+Task<std::shared_ptr<DirtyBitmap>> BlockNode::dirty_bitmap(const std::string&) { co_return nullptr; }
+
 void BlockNode::attach_backing(std::unique_ptr<BlockNode>) {
   raise(ENOTSUP, "Driver '{}' does not support backing files", format_name());
 }

@@ -17,8 +17,10 @@
 #include "base/async/event_loop.h"
 #include "base/async/task.h"
 #include "block/check.h"
+#include "block/dirty_bitmap.h"
 #include "block/format_info.h"
 #include "block/limits.h"
+#include "block/snapshot_ref.h"
 #include "block/types.h"
 
 namespace keel::block {
@@ -72,6 +74,14 @@ class BlockNode {
 
   // Writes back cached metadata and marks the image clean; the node remains usable.
   virtual Task<void> close() { co_return; }
+
+  // Switches a read-only node to the contents of one of its internal snapshots (qemu-nbd -l); the size stays
+  // the node's. Raises ENOENT "Can't find snapshot" if none matches; formats without snapshots raise ENOTSUP.
+  virtual Task<void> load_snapshot(const SnapshotRef& snapshot);
+
+  // The persistent dirty bitmap `name` stored in this node (not in its children), or nullptr; raises if the
+  // stored bitmap is damaged. Writes to the node from then on mark an enabled bitmap dirty.
+  virtual Task<std::shared_ptr<DirtyBitmap>> dirty_bitmap(const std::string& name);
 
   BlockNode* file() const noexcept { return file_.get(); }
   BlockNode* backing() const noexcept { return backing_.get(); }

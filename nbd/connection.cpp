@@ -205,7 +205,7 @@ uint32_t Connection::validate(const Request& r) const {
       break;
     case Command::BlockStatus:
       allowed |= cf::kReqOne;
-      if (!allocation_id_ && !depth_id_) return error::kInval;
+      if (negotiated_.meta_contexts.empty()) return error::kInval;
       break;
     default:
       return error::kInval;

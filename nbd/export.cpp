@@ -24,7 +24,16 @@ ExportDescription Export::description() const {
   d.max_block = kMaxRequestBytes;
   d.meta_contexts.emplace_back(kBaseAllocation);
   if (settings_.allocation_depth) d.meta_contexts.emplace_back(kAllocationDepth);
+  for (const auto& b : settings_.bitmaps) d.meta_contexts.push_back(std::string(kDirtyBitmapPrefix) + b->name());
   return d;
+}
+
+block::DirtyBitmap* Export::bitmap_for_context(std::string_view context) const {
+  if (!context.starts_with(kDirtyBitmapPrefix)) return nullptr;
+  context.remove_prefix(kDirtyBitmapPrefix.size());
+  for (const auto& b : settings_.bitmaps)
+    if (b->name() == context) return b.get();
+  return nullptr;
 }
 
 }  // namespace keel::nbd

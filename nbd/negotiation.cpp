@@ -227,6 +227,9 @@ void Negotiation::handle_meta_context(uint32_t option, std::span<const std::byte
     if (set) {
       // Only exact names select; the spec has a bare namespace select nothing.
       if (std::find(request.queries.begin(), request.queries.end(), context) == request.queries.end()) continue;
+      // A name offered twice (qemu-nbd -B b -B b) is selected once, as by qemu.
+      if (std::any_of(selected.begin(), selected.end(), [&](const auto& s) { return s.second == context; }))
+        continue;
       // Ids follow the export's list so the transmission side can map them back.
       uint32_t id = static_cast<uint32_t>(i + 1);
       append_meta_context_reply(replies, option, id, context);

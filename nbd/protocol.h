@@ -143,6 +143,7 @@ enum class ChunkType : uint16_t {
 namespace state_flag {
 inline constexpr uint32_t kHole = 1u << 0;
 inline constexpr uint32_t kZero = 1u << 1;
+inline constexpr uint32_t kDirty = 1u << 0;  // of a qemu:dirty-bitmap: context
 }  // namespace state_flag
 
 // Error values for the error field of replies and error chunks. They are not

@@ -192,15 +192,21 @@ Task<void> Connection::execute_block_status(const Request& r) {
   const uint64_t end = r.offset + std::min<uint64_t>(r.length, backend.size() - r.offset);
   // A bound on one reply's descriptors, so a fragmented image cannot make a reply of unbounded size.
   constexpr size_t kMaxExtents = 1 << 16;
-  std::vector<BlockStatusExtDescriptor> allocation, depth;
-  auto add = [](std::vector<BlockStatusExtDescriptor>& list, uint64_t length, uint32_t status) {
+  using Extents = std::vector<BlockStatusExtDescriptor>;
+  Extents allocation, depth;
+  auto add = [](Extents& list, uint64_t length, uint32_t status) {
     if (!list.empty() && list.back().status == status)
       list.back().length += length;
     else
       list.push_back({length, status});
   };
+  // The selected dirty bitmap contexts, each answered from its bitmap alone.
+  std::vector<std::pair<uint32_t, block::DirtyBitmap*>> bitmaps;
+  for (const auto& [id, name] : negotiated_.meta_contexts)
+    if (block::DirtyBitmap* b = export_->bitmap_for_context(name)) bitmaps.emplace_back(id, b);
+  std::vector<Extents> dirty(bitmaps.size());
   const auto failure = co_await failure_of([&]() -> Task<void> {
-    for (uint64_t pos = r.offset; pos < end;) {
+    for (uint64_t pos = r.offset; (allocation_id_ || depth_id_) && pos < end;) {
       const block::BlockStatus st = co_await backend.block_status(pos, end - pos);
       const uint64_t length = std::clamp<uint64_t>(st.length, 1, end - pos);
       add(allocation, length, (st.data ? 0 : state_flag::kHole) | (st.zero ? state_flag::kZero : 0));
@@ -209,6 +215,16 @@ Task<void> Connection::execute_block_status(const Request& r) {
       // With REQ_ONE each context still gets its whole first extent, as far as its own status stays the same.
       const bool firsts_known = (!allocation_id_ || allocation.size() > 1) && (!depth_id_ || depth.size() > 1);
       if ((one && firsts_known) || allocation.size() >= kMaxExtents || depth.size() >= kMaxExtents) break;
+    }
+    for (size_t i = 0; i < bitmaps.size(); i++) {
+      for (uint64_t pos = r.offset; pos < end;) {
+        const block::DirtyBitmap::Run run = co_await bitmaps[i].second->query(pos, end - pos);
+        const uint64_t length = std::clamp<uint64_t>(run.length, 1, end - pos);
+        add(dirty[i], length, run.dirty ? state_flag::kDirty : 0);
+        pos += length;
+        // A run is already the whole extent of its state.
+        if (one || dirty[i].size() >= kMaxExtents) break;
+      }
     }
   });
   if (failure) {
@@ -219,9 +235,10 @@ Task<void> Connection::execute_block_status(const Request& r) {
     allocation.resize(std::min<size_t>(allocation.size(), 1));
     depth.resize(std::min<size_t>(depth.size(), 1));
   }
-  std::vector<std::pair<uint32_t, std::vector<BlockStatusExtDescriptor>*>> contexts;
+  std::vector<std::pair<uint32_t, Extents*>> contexts;
   if (allocation_id_) contexts.push_back({allocation_id_, &allocation});
   if (depth_id_) contexts.push_back({depth_id_, &depth});
+  for (size_t i = 0; i < bitmaps.size(); i++) contexts.push_back({bitmaps[i].first, &dirty[i]});
   Bytes out;
   for (size_t i = 0; i < contexts.size(); i++) {
     const uint16_t flags = i + 1 == contexts.size() ? reply_flag::kDone : 0;

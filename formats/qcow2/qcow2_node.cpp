@@ -137,6 +137,41 @@ void Qcow2Node::require_io() const {
   if (io_refusal_) raise(ENOTSUP, "{}", *io_refusal_);
 }
 
+void Qcow2Node::mark_bitmaps(uint64_t offset, uint64_t length) {
+  for (const auto& b : loaded_bitmaps_) b->mark_written(offset, length);
+}
+
+Task<void> Qcow2Node::load_snapshot(const block::SnapshotRef& ref) {
+  const Snapshot* s = find_snapshot(snapshots_, ref);
+  if (!s) raise(ENOENT, "Can't find snapshot");
+  if (writable_) raise(EINVAL, "Device must be read only to load a snapshot temporarily");
+  if (s->l1_table_offset & (geo_.cluster_size - 1)) raise(EINVAL, "Snapshot L1 table offset invalid");
+  if (uint64_t{s->l1_size} * 8 > kMaxL1Bytes) raise(EFBIG, "Snapshot L1 table too large");
+  if (s->l1_table_offset > INT64_MAX - uint64_t{s->l1_size} * 8) raise(EINVAL, "Snapshot L1 table offset invalid");
+  // Past the end of the file the table reads as zeros, as in qemu: unallocated clusters.
+  std::vector<std::byte> bytes(uint64_t{s->l1_size} * 8);
+  co_await file_->read(s->l1_table_offset, bytes);
+  auto guard = co_await meta_lock_.lock();
+  l1_.assign(s->l1_size, 0);
+  l2_tables_.clear();
+  for (size_t i = 0; i < l1_.size(); i++) {
+    l1_[i] = load_be<uint64_t>(bytes.data() + i * 8);
+    if (l1_[i] & kOffsetMask) l2_tables_.insert(l1_[i] & kOffsetMask);
+  }
+}
+
+Task<std::shared_ptr<block::DirtyBitmap>> Qcow2Node::dirty_bitmap(const std::string& name) {
+  for (const auto& b : loaded_bitmaps_)
+    if (b->name() == name) co_return b;
+  for (const BitmapInfo& info : bitmaps_) {
+    if (info.name != name) continue;
+    std::shared_ptr<Qcow2DirtyBitmap> bitmap = co_await Qcow2DirtyBitmap::load(*file_, header_, info);
+    loaded_bitmaps_.push_back(bitmap);
+    co_return bitmap;
+  }
+  co_return nullptr;
+}
+
 void Qcow2Node::require_writable() const {
   require_io();
   if (!writable_) raise(EACCES, "Image '{}' is opened read-only", filename_);
@@ -235,8 +270,11 @@ Task<void> Qcow2Node::set_l1_entry(uint64_t index, uint64_t value) {
 }
 
 Task<MetadataCache::Ref> Qcow2Node::get_l2(uint64_t l1_index, bool allocate) {
-  if (l1_index >= l1_.size())
+  if (l1_index >= l1_.size()) {
+    // A snapshot's L1 table may be shorter than the disk (qemu-nbd -l): the rest is unallocated.
+    if (!allocate) co_return MetadataCache::Ref();
     raise_corruption("L1 index {} is outside the L1 table ({} entries)", l1_index, l1_.size());
+  }
   const uint64_t entry = l1_[l1_index];
   const uint64_t offset = entry & kOffsetMask;
   if (offset) {
@@ -290,7 +328,7 @@ Task<std::vector<Qcow2Node::Segment>> Qcow2Node::map_range(uint64_t offset, uint
     // L1 entries without tables in a row make one unallocated run, so that a
     // status query over a huge empty image is one call, not one per table.
     uint64_t run_end = end;
-    for (uint64_t next = l1_index + 1; run_end < offset + length && next < l1_.size() && !(l1_[next] & kOffsetMask);
+    for (uint64_t next = l1_index + 1; run_end < offset + length && (next >= l1_.size() || !(l1_[next] & kOffsetMask));
          next++)
       run_end = std::min(offset + length, (next + 1) * geo_.bytes_per_l2());
     push(run_end - offset, SubclusterKind::Unallocated, 0);

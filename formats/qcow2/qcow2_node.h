@@ -17,6 +17,7 @@
 #include "block/range_lock.h"
 #include "formats/qcow2/allocation_plan.h"
 #include "formats/qcow2/corruption.h"
+#include "formats/qcow2/dirty_bitmap.h"
 #include "formats/qcow2/header.h"
 #include "formats/qcow2/layout.h"
 #include "formats/qcow2/metadata_cache.h"
@@ -51,6 +52,8 @@ class Qcow2Node final : public block::BlockNode {
   Task<block::CheckResult> check(block::CheckFix fix) override;
   Task<void> close() override;
   void attach_backing(std::unique_ptr<block::BlockNode> backing) override;
+  Task<void> load_snapshot(const block::SnapshotRef& snapshot) override;
+  Task<std::shared_ptr<block::DirtyBitmap>> dirty_bitmap(const std::string& name) override;
 
   const Header& header() const { return header_; }
   const Geometry& geometry() const { return geo_; }
@@ -156,6 +159,8 @@ class Qcow2Node final : public block::BlockNode {
   // Each request first checks that the image can serve it: not refused
   // (encryption, data file) and not put out of use by a corruption.
   void require_io() const;
+  // Records a successful write of [offset, offset+length) in the bitmaps handed out.
+  void mark_bitmaps(uint64_t offset, uint64_t length);
   void require_writable() const;
   Task<void> mark_dirty_for_lazy_refcounts();
   // Raises Corruption if an extended L2 entry's bitmap is invalid; qemu's
@@ -177,6 +182,7 @@ class Qcow2Node final : public block::BlockNode {
   block::RangeLock allocations_;
   SnapshotTable snapshots_;
   std::vector<BitmapInfo> bitmaps_;
+  std::vector<std::shared_ptr<Qcow2DirtyBitmap>> loaded_bitmaps_;  // handed out by dirty_bitmap()
   std::optional<std::string> io_refusal_;  // why guest I/O is refused (encryption, external data file)
   bool lazy_refcounts_ = false;
   bool marked_dirty_ = false;

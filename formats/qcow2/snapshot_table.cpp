@@ -57,6 +57,21 @@ Task<SnapshotTable> read_snapshot_table(block::BlockNode& file, const Header& he
   co_return table;
 }
 
+const Snapshot* find_snapshot(const SnapshotTable& table, const block::SnapshotRef& ref) {
+  auto first = [&](auto matches) -> const Snapshot* {
+    for (const Snapshot& s : table.snapshots)
+      if (matches(s)) return &s;
+    return nullptr;
+  };
+  if (ref.id_or_name) {
+    if (!ref.id) return nullptr;
+    if (const Snapshot* s = first([&](const Snapshot& s) { return s.id == *ref.id; })) return s;
+    return first([&](const Snapshot& s) { return s.name == *ref.id; });
+  }
+  if (!ref.id && !ref.name) return nullptr;
+  return first([&](const Snapshot& s) { return (!ref.id || s.id == *ref.id) && (!ref.name || s.name == *ref.name); });
+}
+
 Task<std::vector<BitmapInfo>> read_bitmap_directory(block::BlockNode& file, const Header& header) {
   std::vector<BitmapInfo> bitmaps;
   auto ext = header.bitmaps();
@@ -79,6 +94,7 @@ Task<std::vector<BitmapInfo>> read_bitmap_directory(block::BlockNode& file, cons
     b.granularity = 1u << granularity_bits;
     b.in_use = flags & 1;
     b.auto_flag = flags & 2;
+    b.type = r.get<uint8_t>(pos + 16);
     b.name = r.get_string(pos + 24 + extra_size, name_size);
     pos = align_up(pos + 24 + extra_size + name_size, 8);
     bitmaps.push_back(std::move(b));

@@ -10,6 +10,7 @@
 
 #include "base/async/task.h"
 #include "block/node.h"
+#include "block/snapshot_ref.h"
 #include "formats/qcow2/header.h"
 
 namespace keel::qcow2 {
@@ -38,16 +39,21 @@ struct SnapshotTable {
 // Reads and validates the table; raises EINVAL naming the bad entry.
 Task<SnapshotTable> read_snapshot_table(block::BlockNode& file, const Header& header);
 
+// The snapshot `ref` names, as qemu resolves it: with an id and a name, the first entry matching both; with
+// one, the first matching it; a bare ID_OR_NAME is tried as an id, then as a name. nullptr if none matches.
+const Snapshot* find_snapshot(const SnapshotTable& table, const block::SnapshotRef& ref);
+
 struct BitmapInfo {
   std::string name;
   uint32_t granularity;
   bool in_use;
-  bool auto_flag;
+  bool auto_flag;  // enabled: writes mark it dirty
+  uint8_t type;    // 1, the only one defined: a dirty tracking bitmap
   uint64_t table_offset;
   uint32_t table_size;
 };
 
-// Reads the persistent bitmap directory named by the bitmaps extension.
+// Reads the persistent bitmap directory named by the bitmaps extension (entries as stored, not validated).
 Task<std::vector<BitmapInfo>> read_bitmap_directory(block::BlockNode& file, const Header& header);
 
 }  // namespace keel::qcow2

@@ -209,6 +209,8 @@ Task<void> Qcow2Node::write(uint64_t offset, std::span<const std::byte> data, bl
     raise(EINVAL, "Write of {} bytes at offset {} is past the end of the image ({} bytes)", data.size(), offset,
           header_.size);
   require_writable();
+  // Marked before the data goes out: a write that fails half-way may still have changed the range.
+  mark_bitmaps(offset, data.size());
   co_await guard_corruption([&]() -> Task<void> {
     uint64_t done = 0;
     while (done < data.size()) done += co_await write_step(offset + done, data.subspan(done));
@@ -362,6 +364,7 @@ Task<void> Qcow2Node::write_zeroes(uint64_t offset, uint64_t length, block::Zero
   require_writable();
   // qemu offers no fallback-free zeroing on v2 images, which have no zero flag.
   if (flags.no_fallback && header_.version < 3) raise(ENOTSUP, "qcow2 version 2 images cannot mark clusters zero");
+  mark_bitmaps(offset, length);
   const uint64_t unit = geo_.subcluster_size;
   const uint64_t end = offset + length;
   for (uint64_t pos = offset; pos < end;) {
@@ -388,6 +391,7 @@ Task<void> Qcow2Node::discard(uint64_t offset, uint64_t length) {
     raise(EINVAL, "Discard of {} bytes at offset {} is past the end of the image ({} bytes)", length, offset,
           header_.size);
   require_writable();
+  mark_bitmaps(offset, length);
   if (backing_ && header_.version < 3) co_return;
   // Only whole clusters can be dropped; a discard is a hint, so the partial edges are left alone.
   const uint64_t start = align_up(offset, geo_.cluster_size);
@@ -405,6 +409,7 @@ Task<void> Qcow2Node::write_compressed(uint64_t offset, std::span<const std::byt
       (data.size() != geo_.cluster_size && offset + data.size() != header_.size))
     raise(EINVAL, "Compressed writes must cover one whole cluster (offset {}, {} bytes)", offset, data.size());
   require_writable();
+  mark_bitmaps(offset, data.size());
   AlignedBuffer input(geo_.cluster_size);
   std::memcpy(input.data(), data.data(), data.size());
   std::vector<std::byte> compressed(geo_.cluster_size - 1);

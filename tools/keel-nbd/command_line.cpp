@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "base/units.h"
+#include "base/warning.h"
 #include "tools/common/option_scanner.h"
 #include "tools/common/tool_main.h"
 
@@ -77,6 +78,7 @@ void print_help() {
       "\n"
       "Exposing part of the image:\n"
       "  -A, --allocation-depth    expose the allocation depth\n"
+      "  -B, --bitmap=NAME         expose a persistent dirty bitmap\n"
       "\n"
       "General purpose options:\n"
       "  --fork                    fork off the server process and exit the parent\n"
@@ -94,6 +96,11 @@ void print_help() {
       "  -s, --snapshot            use FILE as an external snapshot, create a temporary\n"
       "                            file with backing_file=FILE, redirect the write to\n"
       "                            the temporary one\n"
+      "  -l, --load-snapshot=SNAPSHOT_PARAM\n"
+      "                            load an internal snapshot inside FILE and export it\n"
+      "                            as an read-only device, SNAPSHOT_PARAM format is\n"
+      "                            'snapshot.id=[ID],snapshot.name=[NAME]', or\n"
+      "                            '[ID_OR_NAME]'\n"
       "  -n, --nocache             disable host cache\n"
       "      --cache=MODE          set cache mode used to access the disk image, the\n"
       "                            valid options are: 'none', 'writeback' (default),\n"
@@ -110,7 +117,7 @@ void print_help() {
       "  -L, --list                list exports available from another NBD server\n"
       "                            (at -k PATH, or -b ADDRESS and -p PORT)\n"
       "\n"
-      "Not supported by keel-nbd yet (refused with a message): -o, -B, -l, -c, -d,\n"
+      "Not supported by keel-nbd yet (refused with a message): -o, -c, -d,\n"
       "-T, --selinux-label.\n");
 }
 
@@ -189,8 +196,14 @@ CommandLine parse_command_line(int argc, char** argv) {
         cl.handshake_limit = std::chrono::seconds(parse_count(o->argument, "handshake limit"));
         break;
       case 'o': not_supported("-o/--offset");
-      case 'B': not_supported("-B/--bitmap (persistent dirty bitmaps)");
-      case 'l': not_supported("-l/--load-snapshot");
+      case 'B': cl.bitmaps.push_back(o->argument); break;
+      case 'l':
+        try {
+          cl.load_snapshot = block::parse_snapshot_ref(o->argument);
+        } catch (const Error& e) {
+          raise(e.code(), "{}\n{}: Failed in parsing snapshot param `{}'", e.message(), program_name(), o->argument);
+        }
+        break;
       case 'L': cl.list = true; break;
       case 'c': case 'd': not_supported("The kernel NBD client (-c/-d)");
       case kObject: cl.objects.add(o->argument); break;
@@ -217,7 +230,8 @@ CommandLine parse_command_line(int argc, char** argv) {
   if (cl.tls_hostname && !cl.tls_creds) raise(EINVAL, "--tls-hostname is not permitted without --tls-creds");
   // The export list (-L) is a client of another server, the only place qemu-nbd takes a TLS host name.
   if (cl.tls_hostname) raise(EINVAL, "TLS hostname is only supported with export list");
-  cl.image.open.writable = !cl.image.read_only_option;
+  // A snapshot is served read-only, as by qemu-nbd.
+  cl.image.open.writable = !cl.image.read_only_option && !cl.load_snapshot;
   const auto mode = block::CacheMode::parse(nocache ? "none" : cache);
   if (!mode) raise(EINVAL, "Invalid cache mode `{}'", cache);
   cl.image.open.cache = *mode;

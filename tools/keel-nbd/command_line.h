@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "block/image_options.h"
+#include "block/snapshot_ref.h"
 #include "tools/common/objects.h"
 
 namespace keel::nbdtool {
@@ -21,6 +22,8 @@ struct CommandLine {
   std::string export_name;
   std::string description;
   bool allocation_depth = false;
+  std::vector<std::string> bitmaps;          // -B, in command line order
+  std::optional<block::SnapshotRef> load_snapshot;  // -l
 
   std::optional<std::string> socket_path;  // -k
   std::string bind = "0.0.0.0";

@@ -124,6 +124,24 @@ std::shared_ptr<const nbd::TlsContext> tls_context(const CommandLine& cl) {
   raise(ENOENT, "Failed to get TLS creds: No TLS credentials with id '{}'", *cl.tls_creds);
 }
 
+// The persistent bitmap `name` of the first node of the backing chain that has one (a -s overlay has none), as
+// qemu-nbd -B looks for it. A damaged bitmap fails as qemu fails to open the image; keel reads it only now.
+Task<std::shared_ptr<block::DirtyBitmap>> find_bitmap(block::BlockNode& top, const std::string& name,
+                                                      const std::string& image_name) {
+  for (block::BlockNode* node = &top; node; node = node->backing()) {
+    std::shared_ptr<block::DirtyBitmap> bitmap;
+    try {
+      bitmap = co_await node->dirty_bitmap(name);
+    } catch (const Error& e) {
+      raise(e.code(), "Failed to blk_new_open '{}': {}", image_name, e.message());
+    }
+    if (!bitmap) continue;
+    if (bitmap->inconsistent()) raise(EINVAL, "Bitmap '{}' is inconsistent and cannot be used", name);
+    co_return bitmap;
+  }
+  raise(ENOENT, "Bitmap '{}' is not found", name);
+}
+
 int run(int argc, char** argv) {
   CommandLine cl = parse_command_line(argc, argv);
   if (cl.list) return list_exports(cl);
@@ -151,11 +169,23 @@ int run(int argc, char** argv) {
   } catch (const Error& e) {
     raise(e.code(), "Failed to blk_new_open '{}': {}", cl.image_name, e.message());
   }
+  if (cl.load_snapshot) {
+    try {
+      loop.run(node->load_snapshot(*cl.load_snapshot));
+    } catch (const Error& e) {
+      raise(e.code(), "Failed to load snapshot: {}", e.message());
+    }
+  }
+  std::vector<std::shared_ptr<block::DirtyBitmap>> bitmaps;
+  // qemu-nbd offers the bitmaps last given first.
+  for (auto name = cl.bitmaps.rbegin(); name != cl.bitmaps.rend(); ++name)
+    bitmaps.push_back(loop.run(find_bitmap(*node, *name, cl.image_name)));
   block::BlockBackend backend(std::move(node), {.read_only = !cl.image.open.writable, .discard = cl.discard_unmap});
   nbd::Export exported(backend, {.name = cl.export_name,
                                  .description = cl.description,
                                  .allocation_depth = cl.allocation_depth,
-                                 .multi_conn = cl.shared != 1});
+                                 .multi_conn = cl.shared != 1,
+                                 .bitmaps = std::move(bitmaps)});
   // --tls-creds makes TLS mandatory: a client must STARTTLS before anything but ABORT (NBD_REP_ERR_TLS_REQD).
   nbd::ServerConfig config{.exports = {&exported},
                            .negotiation = {.tls_configured = tls != nullptr, .tls_required = tls != nullptr},
