@@ -89,6 +89,10 @@ Task<void> BlockBackend::truncate(uint64_t size, Preallocation prealloc) {
   return run_on(root_->loop(), do_truncate(size, prealloc));
 }
 
+Task<DirtyBitmap::Run> BlockBackend::query_bitmap(DirtyBitmap& bitmap, uint64_t offset, uint64_t length) {
+  return run_on(root_->loop(), do_query_bitmap(bitmap, offset, length));
+}
+
 Task<void> BlockBackend::do_read(uint64_t offset, std::span<std::byte> buffer) {
   InFlight counted(*this);
   check_range(offset, buffer.size());
@@ -145,6 +149,12 @@ Task<BlockStatus> BlockBackend::do_block_status(uint64_t offset, uint64_t length
   check_range(offset, length);
   auto turn = co_await take_turn(offset, length, RangeLock::Mode::Shared);
   co_return co_await root_->block_status(offset, length);
+}
+
+Task<DirtyBitmap::Run> BlockBackend::do_query_bitmap(DirtyBitmap& bitmap, uint64_t offset, uint64_t length) {
+  InFlight counted(*this);
+  check_range(offset, length);
+  co_return co_await bitmap.query(offset, length);
 }
 
 Task<void> BlockBackend::do_write_compressed(uint64_t offset, std::span<const std::byte> data) {

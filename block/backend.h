@@ -19,6 +19,7 @@
 
 #include "base/async/sync.h"
 #include "base/async/task.h"
+#include "block/dirty_bitmap.h"
 #include "block/limits.h"
 #include "block/range_lock.h"
 #include "block/node.h"
@@ -56,6 +57,9 @@ class BlockBackend {
   Task<void> write_compressed(uint64_t offset, std::span<const std::byte> data);
   Task<void> truncate(uint64_t size, Preallocation prealloc);
 
+  // `bitmap`'s run from `offset` (a bitmap of the root, from BlockNode::dirty_bitmap()).
+  Task<DirtyBitmap::Run> query_bitmap(DirtyBitmap& bitmap, uint64_t offset, uint64_t length);
+
   // Read on the home loop only.
   size_t in_flight() const noexcept { return in_flight_; }
   // Waits until no request is in flight.
@@ -77,6 +81,7 @@ class BlockBackend {
   Task<BlockStatus> do_block_status(uint64_t offset, uint64_t length);
   Task<void> do_write_compressed(uint64_t offset, std::span<const std::byte> data);
   Task<void> do_truncate(uint64_t size, Preallocation prealloc);
+  Task<DirtyBitmap::Run> do_query_bitmap(DirtyBitmap& bitmap, uint64_t offset, uint64_t length);
   Task<void> wait_idle();
   Task<void> close_root();
 

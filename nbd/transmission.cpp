@@ -218,7 +218,7 @@ Task<void> Connection::execute_block_status(const Request& r) {
     }
     for (size_t i = 0; i < bitmaps.size(); i++) {
       for (uint64_t pos = r.offset; pos < end;) {
-        const block::DirtyBitmap::Run run = co_await bitmaps[i].second->query(pos, end - pos);
+        const block::DirtyBitmap::Run run = co_await backend.query_bitmap(*bitmaps[i].second, pos, end - pos);
         const uint64_t length = std::clamp<uint64_t>(run.length, 1, end - pos);
         add(dirty[i], length, run.dirty ? state_flag::kDirty : 0);
         pos += length;

@@ -31,7 +31,8 @@ int block_errno(int code) {
 
 }  // namespace
 
-AsyncHandle::AsyncHandle(nbd_handle* handle) : handle_(handle), fd_(nbd_aio_get_fd(handle)) {}
+AsyncHandle::AsyncHandle(nbd_handle* handle, EventLoop& loop)
+    : handle_(handle), loop_(loop), fd_(nbd_aio_get_fd(handle)) {}
 
 AsyncHandle::~AsyncHandle() {
   // A clean NBD_CMD_DISC when the connection is still up; nbd_close() then frees the handle.
@@ -73,7 +74,6 @@ Task<int> AsyncHandle::run(std::function<int64_t(Command&)> issue) {
 }
 
 Task<void> AsyncHandle::drive_until(Command& command) {
-  EventLoop& loop = EventLoop::current();
   while (!command.done) {
     const unsigned direction = nbd_aio_get_direction(handle_);
     const short events = static_cast<short>(((direction & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
@@ -84,7 +84,7 @@ Task<void> AsyncHandle::drive_until(Command& command) {
       command.done = true;
       break;
     }
-    const short ready = co_await loop.wait_fd(fd_, events);
+    const short ready = co_await loop_.wait_fd(fd_, events);
     // An error or hang-up is delivered to libnbd as readability: its read sees the end and fails the commands.
     if ((direction & LIBNBD_AIO_DIRECTION_READ) && (ready & (POLLIN | POLLHUP | POLLERR)))
       nbd_aio_notify_read(handle_);
@@ -95,10 +95,9 @@ Task<void> AsyncHandle::drive_until(Command& command) {
 }
 
 void AsyncHandle::wake_finished() {
-  EventLoop& loop = EventLoop::current();
   std::erase_if(parked_, [&](Command* c) {
     if (!c->done) return false;
-    loop.schedule(c->parked);
+    loop_.schedule(c->parked);
     return true;
   });
 }
@@ -106,7 +105,7 @@ void AsyncHandle::wake_finished() {
 void AsyncHandle::hand_off() {
   wake_finished();
   if (parked_.empty()) return;
-  EventLoop::current().schedule(parked_.front()->parked);
+  loop_.schedule(parked_.front()->parked);
   parked_.erase(parked_.begin());
 }
 

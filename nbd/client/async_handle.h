@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/async/event_loop.h"
 #include "base/async/task.h"
 
 struct nbd_handle;
@@ -27,8 +28,8 @@ class AsyncHandle {
     std::coroutine_handle<> parked;  // the awaiting coroutine, while another drives the socket
   };
 
-  // Takes ownership of a connected handle.
-  explicit AsyncHandle(nbd_handle* handle);
+  // Takes ownership of a connected handle, driven from `loop` (its node's).
+  AsyncHandle(nbd_handle* handle, EventLoop& loop);
   ~AsyncHandle();
   AsyncHandle(const AsyncHandle&) = delete;
   AsyncHandle& operator=(const AsyncHandle&) = delete;
@@ -51,6 +52,7 @@ class AsyncHandle {
   void hand_off();
 
   nbd_handle* handle_;
+  EventLoop& loop_;
   int fd_;
   bool driving_ = false;
   std::vector<Command*> parked_;

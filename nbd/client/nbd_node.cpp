@@ -100,7 +100,7 @@ std::unique_ptr<NbdNode> NbdNode::open(const std::string& name, const block::Ope
 }
 
 NbdNode::NbdNode(std::string name, bool writable, nbd_handle* h, const block::CacheMode& cache)
-    : BlockNode(std::move(name), writable), handle_(h), cache_(cache) {
+    : BlockNode(std::move(name), writable), handle_(h, loop()), cache_(cache) {
   const int64_t size = nbd_get_size(h);
   size_ = size > 0 ? static_cast<uint64_t>(size) : 0;
   limits_.request_alignment = block_size(h, LIBNBD_SIZE_MINIMUM, 1);
