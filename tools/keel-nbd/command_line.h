@@ -33,7 +33,7 @@ struct CommandLine {
   bool fork = false;
   std::optional<std::string> pid_file;
   std::chrono::milliseconds handshake_limit{10000};
-  std::optional<size_t> threads;  // --threads: connection threads beside the image's (keel's own option)
+  size_t threads = 0;  // --threads: connection threads beside the image's (keel's own option)
 
   bool list = false;  // -L: list another server's exports instead of serving
   bool explicit_bind = false;

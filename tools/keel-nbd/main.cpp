@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "base/async/event_loop.h"
@@ -90,12 +89,6 @@ void write_pid_file(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f || std::fprintf(f, "%d\n", getpid()) < 0 || std::fclose(f) != 0)
     raise(errno, "Failed to write pid file '{}': {}", path, errno_text(errno));
-}
-
-// Connection threads by default: the image's thread and these share the CPUs.
-size_t default_connection_threads() {
-  const unsigned cpus = std::thread::hardware_concurrency();
-  return cpus > 1 ? cpus - 1 : 1;
 }
 
 // The credentials --tls-creds names, authorizing what --tls-authz allows; the server-endpoint objects are loaded
@@ -194,7 +187,7 @@ int run(int argc, char** argv) {
   // Connections (socket I/O, TLS, request parsing) run on their own threads; the image stays on this one.
   std::vector<std::unique_ptr<LoopThread>> connection_threads;
   std::vector<EventLoop*> connection_loops;
-  for (size_t i = 0; i < cl.threads.value_or(default_connection_threads()); i++) {
+  for (size_t i = 0; i < cl.threads; i++) {
     connection_threads.push_back(std::make_unique<LoopThread>(io));
     connection_loops.push_back(&connection_threads.back()->loop());
   }
