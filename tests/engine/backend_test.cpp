@@ -109,12 +109,27 @@ Task<void> write_then_release(BlockBackend* b, WaitQueue* gate, std::vector<std:
   co_await g.join();
 }
 
+Task<void> read_and_mark(BlockBackend* b, std::vector<std::byte>* got, bool* done) {
+  co_await b->read(4096, *got);
+  *done = true;
+}
+
+// A write held at the node, then a read of the same bytes. Unordered, the read is let finish before the write is
+// released; ordered, it cannot: it is still waiting behind the write after 20 turns of the loop that would have
+// let it finish.
 Task<void> write_then_read(BlockBackend* b, WaitQueue* gate, std::vector<std::byte>* data,
-                           std::vector<std::byte>* got) {
+                           std::vector<std::byte>* got, bool ordered) {
   TaskGroup g;
+  bool read_done = false;
   g.spawn(b->write(4096, *data));
-  g.spawn(b->read(4096, *got));
+  g.spawn(read_and_mark(b, got, &read_done));
   co_await Yield{};
+  Timer turn;
+  for (int turns = 0; !read_done && (!ordered || turns < 20); turns++) {
+    const bool slept = co_await turn.sleep_for(std::chrono::milliseconds(1));
+    EXPECT_TRUE(slept);
+  }
+  EXPECT_EQ(read_done, !ordered);
   gate->notify_all();
   co_await g.join();
 }
@@ -202,7 +217,7 @@ TEST(BlockBackend, OrderedBackendsRunOverlappingRequestsInArrivalOrder) {
     WaitQueue gate;
     f.node->gate = &gate;
     std::vector<std::byte> data(4096, std::byte{0x5a}), got(4096);
-    f.loop.run(write_then_read(b.get(), &gate, &data, &got));
+    f.loop.run(write_then_read(b.get(), &gate, &data, &got, ordered));
     // Ordered, the read waits for the held-up write; unordered it overtakes it and sees the old zeros.
     EXPECT_EQ(got[0], ordered ? std::byte{0x5a} : std::byte{0}) << "ordered=" << ordered;
   }
