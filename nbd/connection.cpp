@@ -169,8 +169,9 @@ Task<bool> Connection::receive_request(Incoming& incoming) {
   incoming.credit = !error && (read || write) ? request.length : 0;
   co_await wait_for_credit(incoming.credit);
   if (write && !error) {
-    incoming.payload.resize(request.length);
-    if (!co_await reader_.read_exact(incoming.payload)) raise(ECONNRESET, "connection closed in a write's payload");
+    incoming.payload = buffers_.take(request.length);
+    if (!co_await reader_.read_exact(incoming.payload.span()))
+      raise(ECONNRESET, "connection closed in a write's payload");
   }
   co_return true;
 }
@@ -222,7 +223,7 @@ Task<void> Connection::handle(Incoming incoming) {
     if (incoming.error)
       co_await reply_error(incoming.request, incoming.error, "invalid request");
     else
-      co_await execute(incoming.request, incoming.payload);
+      co_await execute(incoming.request, incoming.payload.span());
   } catch (const Error& e) {
     // A reply that cannot be sent ends the connection; others are already sent by execute().
     if (end_reason_.empty()) end_reason_ = e.message();

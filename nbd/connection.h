@@ -18,6 +18,7 @@
 #include "base/async/socket.h"
 #include "base/async/sync.h"
 #include "base/async/task.h"
+#include "base/buffer_pool.h"
 #include "nbd/export.h"
 #include "nbd/negotiation.h"
 #include "nbd/stream_reader.h"
@@ -43,6 +44,9 @@ struct ServerConfig {
 
 class Connection {
  public:
+  // Enough for a client's usual window (32 requests of 256 KiB) to reuse its buffers.
+  static constexpr size_t kKeptBufferBytes = 8u << 20;
+
   Connection(Socket socket, const ServerConfig& config);
   ~Connection();
   // Serves the client until it disconnects or breaks the protocol; never throws.
@@ -60,7 +64,7 @@ class Connection {
   // A request as read: its payload, the error it is refused with (0: valid), and the bytes of credit it holds.
   struct Incoming {
     Request request{};
-    std::vector<std::byte> payload;
+    BufferPool::Buffer payload;
     uint32_t error = 0;
     uint64_t credit = 0;
   };
@@ -91,6 +95,8 @@ class Connection {
   uint32_t depth_id_ = 0;
 
   CoMutex send_lock_;
+  // Write payloads and read data; what it keeps between requests is bounded by kKeptBufferBytes.
+  BufferPool buffers_{kKeptBufferBytes};
   TaskGroup requests_;
   size_t in_flight_ = 0;
   uint64_t buffered_ = 0;

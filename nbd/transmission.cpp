@@ -114,7 +114,7 @@ Task<void> Connection::execute(const Request& r, std::span<const std::byte> payl
 
 Task<void> Connection::execute_read(const Request& r) {
   block::BlockBackend& backend = export_->backend();
-  std::vector<std::byte> data(r.length);
+  BufferPool::Buffer data = buffers_.take(r.length);
   // Where the range reads as zeros, a structured reply sends holes instead of data (unless DF).
   struct Extent {
     uint64_t begin, length;
@@ -136,7 +136,7 @@ Task<void> Connection::execute_read(const Request& r) {
       extents.push_back({0, r.length, false});
     }
     if (std::any_of(extents.begin(), extents.end(), [](const Extent& e) { return !e.zero; }))
-      co_await backend.read(r.offset, data);
+      co_await backend.read(r.offset, data.span());
   });
   if (failure) {
     co_await reply_error(r, failure->error, failure->message);
