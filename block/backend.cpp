@@ -5,6 +5,7 @@
 
 #include "base/async/run_on.h"
 #include "base/error.h"
+#include "base/zero_bytes.h"
 
 namespace keel::block {
 
@@ -111,6 +112,11 @@ Task<void> BlockBackend::do_write(uint64_t offset, std::span<const std::byte> da
   check_range(offset, data.size());
   check_alignment(offset, data.size());
   auto turn = co_await take_turn(offset, data.size(), RangeLock::Mode::Exclusive);
+  if (options_.detect_zeroes != DetectZeroes::Off && !data.empty() && is_zero(data.data(), data.size())) {
+    co_await root_->write_zeroes(offset, data.size(), {.may_unmap = options_.detect_zeroes == DetectZeroes::Unmap});
+    if (flags.fua) co_await root_->flush();
+    co_return;
+  }
   const bool node_fua = flags.fua && root_->limits().can_fua;
   for (size_t done = 0; done < data.size();) {
     const size_t piece = std::min<size_t>(data.size() - done, limits_.max_transfer);

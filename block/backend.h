@@ -5,6 +5,7 @@
 //   - read-only (EPERM for any write);
 //   - pieces no longer than the root's max transfer;
 //   - FUA done as write + flush where the root cannot do it itself;
+//   - with detect-zeroes, writes of zeros turned into write_zeroes;
 //   - requests in flight counted, so drain() can wait for them all;
 //   - where the front end asks, overlapping requests ordered by arrival
 //     (block/range_lock): a read after a write to the same bytes sees it.
@@ -26,12 +27,16 @@
 
 namespace keel::block {
 
+// qemu's detect-zeroes: a write of nothing but zeros becomes a write of zeroes (that may unmap).
+enum class DetectZeroes { Off, On, Unmap };
+
 struct BackendOptions {
   bool read_only = false;  // refuse writes even if the node is writable (qemu-nbd -r)
   bool discard = true;     // false: discard requests succeed and do nothing (qemu's discard=ignore)
   // Overlapping requests run in arrival order when either writes (keel-io's aio semantics). NBD leaves
   // that to the client, so exports do not ask for it.
   bool ordered = false;
+  DetectZeroes detect_zeroes = DetectZeroes::Off;
 };
 
 class BlockBackend {

@@ -6,6 +6,7 @@
 #include "base/async/sync.h"
 #include "base/error.h"
 #include "base/units.h"
+#include "base/zero_bytes.h"
 #include "block/file/file_node.h"
 
 namespace keel::block {
@@ -16,14 +17,6 @@ constexpr uint64_t kChunkSize = 2ull << 20;  // qemu's IO_BUF_SIZE
 // A zero run is one chunk up to this size: skipping (or zeroing) it is cheap,
 // and a huge empty image then takes thousands of steps rather than millions.
 constexpr uint64_t kMaxZeroChunk = 64ull << 30;
-
-bool is_zero(const std::byte* p, size_t n) {
-  // The buffer is zero iff its first 16 bytes are and it equals itself shifted
-  // by 16; glibc's vectorised memcmp does the scanning.
-  static constexpr std::byte kZeros[16] = {};
-  if (n <= 16) return std::memcmp(p, kZeros, n) == 0;
-  return std::memcmp(p, kZeros, 16) == 0 && std::memcmp(p, p + 16, n - 16) == 0;
-}
 
 struct Chunk {
   uint64_t offset;  // in the concatenation of the sources, which is also the target offset

@@ -201,6 +201,18 @@ TEST(BlockBackend, DiscardIgnoredSucceedsWithoutReachingTheNode) {
   EXPECT_TRUE(f.node->calls.empty());
 }
 
+TEST(BlockBackend, DetectZeroesTurnsWritesOfZerosIntoWriteZeroes) {
+  for (const DetectZeroes mode : {DetectZeroes::Off, DetectZeroes::On}) {
+    Fixture f;
+    auto b = f.backend({}, {.detect_zeroes = mode});
+    const std::vector<std::byte> zeros(8192), data(4096, std::byte{1});
+    f.loop.run(b->write(0, zeros));
+    f.loop.run(b->write(8192, data));
+    const std::string first = mode == DetectZeroes::On ? "zero" : "write";
+    EXPECT_EQ(f.node->calls, (std::vector<RecordingNode::Call>{{first, 0, 8192, false}, {"write", 8192, 4096, false}}));
+  }
+}
+
 TEST(BlockBackend, DrainWaitsForRequestsInFlight) {
   Fixture f;
   auto b = f.backend({});

@@ -244,6 +244,35 @@ TEST(NbdServe, QemuIoWritesThroughKeelNbdAsOnTheImage) {
   EXPECT_EQ(check.status, 0) << describe("qemu-img check <served image>", check);
 }
 
+// --detect-zeroes: writes of zeros through the server become zero clusters (and with unmap, deallocated ones)
+// exactly where they do through qemu-nbd with the same options: the two images map the same.
+TEST(NbdServe, DetectZeroesAllocatesAsQemuNbd) {
+  if (!have_program("qemu-nbd")) GTEST_SKIP() << "qemu-nbd missing";
+  Images images;
+  const std::vector<std::string> writes = {"write -P 0x41 0 192k", "write -P 0 64k 64k", "write -P 0 1M 256k",
+                                           "write -P 0 2M 1000", "write -P 0x42 3M 64k"};
+  const std::vector<std::vector<std::string>> modes = {
+      {"--detect-zeroes=on"}, {"--discard=unmap", "--detect-zeroes=unmap"}, {"--detect-zeroes=off"}};
+  for (const auto& mode : modes) {
+    SCOPED_TRACE(join(mode));
+    std::map<std::string, std::string> maps;
+    for (const std::string program : {"keel-nbd", "qemu-nbd"}) {
+      const std::string image = images.copy(images.base, program + ".qcow2");
+      std::vector<std::string> args = mode;
+      args.insert(args.end(), {"-f", "qcow2", image});
+      {
+        Served server(program, images.t.file(program + ".sock"), args);
+        ASSERT_TRUE(server.ready());
+        qemu_io(server.uri(), "raw", writes);
+      }
+      const RunResult map = qemu_img({"map", "--output=json", image});
+      EXPECT_EQ(map.status, 0) << describe("qemu-img map", map);
+      maps[program] = map.out;
+    }
+    EXPECT_EQ(maps["keel-nbd"], maps["qemu-nbd"]);
+  }
+}
+
 // nbdcopy in both directions, over one connection and over several (multi-conn, -e 4): several connections
 // writing one qcow2 at once leave it consistent.
 TEST(NbdServe, NbdcopyBothWaysWithAndWithoutMultiConn) {
@@ -331,6 +360,9 @@ TEST(NbdServe, BadCommandLinesFailAsQemuNbd) {
       {t.file("missing.qcow2")},
       {"-e", "abc", raw},
       {"--cache=bad", raw},
+      {"--detect-zeroes=bogus", raw},
+      {"--detect-zeroes=unmap", raw},
+      {"--detect-zeroes=unmap", "--discard=unmap", raw},
       {raw, raw},
       {"-f", "nosuch", raw},
       {"-f", "qcow2", raw},

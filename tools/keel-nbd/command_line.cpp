@@ -107,7 +107,7 @@ void print_help() {
       "                            'writethrough', 'directsync' and 'unsafe'\n"
       "      --aio=MODE            set AIO mode (native, io_uring or threads)\n"
       "      --discard=MODE        set discard mode (ignore, unmap)\n"
-      "      --detect-zeroes=MODE  set detect-zeroes mode (off)\n"
+      "      --detect-zeroes=MODE  set detect-zeroes mode (off, on, unmap)\n"
       "      --image-opts          treat FILE as a full set of image options\n"
       "\n"
       "      --threads=N           serve connections on N threads besides the one the\n"
@@ -179,7 +179,17 @@ CommandLine parse_command_line(int argc, char** argv) {
         cl.discard_unmap = o->argument == "unmap" || o->argument == "on";
         break;
       case kDetectZeroes:
-        if (o->argument != "off") not_supported(fmt::format("--detect-zeroes={}", o->argument));
+        if (o->argument == "off")
+          cl.detect_zeroes = block::DetectZeroes::Off;
+        else if (o->argument == "on")
+          cl.detect_zeroes = block::DetectZeroes::On;
+        else if (o->argument == "unmap")
+          cl.detect_zeroes = block::DetectZeroes::Unmap;
+        else
+          raise(EINVAL, "Failed to parse detect_zeroes mode: invalid parameter value: {}", o->argument);
+        // As qemu-nbd, against the --discard given so far.
+        if (cl.detect_zeroes == block::DetectZeroes::Unmap && !cl.discard_unmap)
+          raise(EINVAL, "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
         break;
       case 'e': cl.shared = parse_count(o->argument, "shared device number"); break;
       case 'f': cl.image.open.format = o->argument; break;

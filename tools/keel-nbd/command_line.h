@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "block/backend.h"
 #include "block/image_options.h"
 #include "block/snapshot_ref.h"
 #include "tools/common/objects.h"
@@ -18,6 +19,7 @@ struct CommandLine {
   bool image_opts = false;
   bool snapshot = false;  // -s
   bool discard_unmap = false;
+  block::DetectZeroes detect_zeroes = block::DetectZeroes::Off;
 
   std::string export_name;
   std::string description;

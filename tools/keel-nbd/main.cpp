@@ -173,7 +173,8 @@ int run(int argc, char** argv) {
   // qemu-nbd offers the bitmaps last given first.
   for (auto name = cl.bitmaps.rbegin(); name != cl.bitmaps.rend(); ++name)
     bitmaps.push_back(loop.run(find_bitmap(*node, *name, cl.image_name)));
-  block::BlockBackend backend(std::move(node), {.read_only = !cl.image.open.writable, .discard = cl.discard_unmap});
+  block::BlockBackend backend(std::move(node), {.read_only = !cl.image.open.writable, .discard = cl.discard_unmap,
+                                                  .detect_zeroes = cl.detect_zeroes});
   nbd::Export exported(backend, {.name = cl.export_name,
                                  .description = cl.description,
                                  .allocation_depth = cl.allocation_depth,
