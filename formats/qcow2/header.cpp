@@ -60,8 +60,8 @@ void check_bitmaps_extension(const Header& h) {
            "persistent bitmap support; so now they must all be considered inconsistent");
     else
       warn("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");
-    // Without a newline, as qemu prints it.
-    note("Some clusters may be leaked, run '{} check -r' on the image file to fix.", program_name());
+    // Without a newline, as qemu prints it; naming keel-img whichever tool opened the image, as qemu names qemu-img.
+    note("Some clusters may be leaked, run 'keel-img check -r' on the image file to fix.");
     return;
   }
   const BigEndianReader r(h.extensions.back().data, "bitmaps extension");

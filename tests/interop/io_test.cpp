@@ -2,6 +2,7 @@
 // an image, comparing stdout (timings masked as qemu's iotests mask them),
 // stderr (program name aside), the exit status, and then the images.
 #include <filesystem>
+#include <fstream>
 
 #include "tests/interop/interop_util.h"
 
@@ -341,6 +342,26 @@ TEST(IoTruncate, Qcow2ShrinkRefused) {
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.out, "2 MiB\n");
   EXPECT_EQ(r.err, "keel-io: qcow2 images cannot be shrunk yet\n");
+}
+
+// An image whose bitmaps a program without bitmap support touched (the autoclear bit is off): keel-io warns as
+// qemu-io does, and the repair it names is keel-img's check, as qemu's names qemu-img's.
+TEST(IoBitmaps, StaleBitmapsWarnAsQemuIo) {
+  KEEL_REQUIRE_QEMU();
+  TempDir t;
+  const std::string image = t.file("img");
+  ASSERT_EQ(qemu_img({"create", "-q", "-f", "qcow2", image, "1M"}).status, 0);
+  ASSERT_EQ(qemu_img({"bitmap", "--add", image, "b0"}).status, 0);
+  {
+    // autoclear_features (header offset 88, big-endian): bit 0 says the bitmaps are valid.
+    std::fstream f(image, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(95);
+    f.put(0);
+  }
+  const auto r = run_both(t.path(), t.path(), {"-r", "-f", "qcow2", "-c", "read 0 512", "img"});
+  EXPECT_NE(r.qemu.err.find("lacking bitmap support"), std::string::npos) << r.qemu.err;
+  EXPECT_EQ(r.keel.status, r.qemu.status);
+  EXPECT_EQ(r.keel.err, replace_all(replace_all(r.qemu.err, "qemu-io: ", "keel-io: "), "qemu-img", "keel-img"));
 }
 
 }  // namespace
