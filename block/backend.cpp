@@ -24,7 +24,7 @@ class BlockBackend::InFlight {
 };
 
 BlockBackend::BlockBackend(std::unique_ptr<BlockNode> root, BackendOptions options)
-    : root_(std::move(root)), options_(options), limits_(root_->limits()) {
+    : root_(std::move(root)), size_(root_->size()), options_(options), limits_(root_->limits()) {
   limits_.max_transfer = std::max(limits_.max_transfer, limits_.request_alignment);
   limits_.max_transfer -= limits_.max_transfer % limits_.request_alignment;
   if (!writable()) limits_.can_zero = limits_.can_fast_zero = limits_.can_trim = limits_.can_fua = false;
@@ -184,6 +184,7 @@ Task<void> BlockBackend::do_truncate(uint64_t size, Preallocation prealloc) {
   InFlight counted(*this);
   check_writable();
   co_await root_->truncate(size, prealloc);
+  size_.store(root_->size(), std::memory_order_relaxed);
 }
 
 Task<void> BlockBackend::drain() { return run_on(root_->loop(), wait_idle()); }

@@ -14,6 +14,7 @@
 // state lives too, and its caller continues on its own loop.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -47,7 +48,9 @@ class BlockBackend {
   BlockBackend& operator=(const BlockBackend&) = delete;
 
   BlockNode& root() const noexcept { return *root_; }
-  uint64_t size() const { return root_->size(); }
+  // The root's size as of the last truncate: readable from any thread (an NBD connection checks requests
+  // against it on its own loop).
+  uint64_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
   bool writable() const noexcept { return !options_.read_only && root_->writable(); }
   // The root's limits, with writes off when the backend is read-only.
   const Limits& limits() const noexcept { return limits_; }
@@ -94,6 +97,7 @@ class BlockBackend {
   Task<RangeLock::Guard> take_turn(uint64_t offset, uint64_t length, RangeLock::Mode mode);
 
   std::unique_ptr<BlockNode> root_;
+  std::atomic<uint64_t> size_;
   BackendOptions options_;
   Limits limits_;
   size_t in_flight_ = 0;

@@ -12,8 +12,6 @@ struct Limits {
   uint32_t request_alignment = 1;
   // Requests are split into pieces no longer than this (a multiple of request_alignment).
   uint32_t max_transfer = 32u << 20;
-  // Requests aligned to this avoid read-modify-write (a cluster, a sector); >= request_alignment.
-  uint32_t preferred_alignment = 4096;
   // Discard and zeroing act in units of these; smaller pieces may do nothing (discard) or write zeros.
   uint32_t discard_granularity = 0;
   uint32_t zero_granularity = 0;

@@ -17,10 +17,10 @@ scripts/build.sh asan
 
 # ThreadSanitizer: only the server and its concurrency tests are built. keel-nbd runs as the tests' child with its
 # output on /dev/null, so its reports go to files, and any report fails the run.
-scripts/build.sh tsan keel-nbd robustness_nbd_load unit_loop engine_backend
+scripts/build.sh tsan keel-nbd robustness_nbd_load unit_loop engine_backend interop_nbd_tls
 rm -rf build-tsan/tsan-reports && mkdir -p build-tsan/tsan-reports
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1:log_path=$PWD/tsan-reports/report" \
-  ctest --output-on-failure -j "$jobs" -R '^(Aio/NbdLoadTest|Backends/LoopTest|RunOn|BlockBackendLoops)\.')
+  ctest --output-on-failure -j "$jobs" -R '^(Aio/NbdLoadTest|Backends/LoopTest|RunOn|BlockBackendLoops)\.|^NbdTls\.SessionsOnConnectionThreads')
 if compgen -G "build-tsan/tsan-reports/report*" >/dev/null; then
   cat build-tsan/tsan-reports/report* >&2
   exit 1

@@ -182,7 +182,7 @@ Task<void> FileNode::transfer_all(Direction direction, int fd, uint64_t offset, 
     }
     done += static_cast<size_t>(r);
   }
-  if (!reading) size_ = std::max<uint64_t>(size_, offset + length);
+  if (!reading && offset + length > size_) size_ = offset + length;
 }
 
 Task<void> FileNode::read(uint64_t offset, std::span<std::byte> buffer) {

@@ -65,7 +65,6 @@ block::Limits Qcow2Node::limits() const {
   const block::Limits file = file_->limits();
   return {.request_alignment = 1,
           .max_transfer = file.max_transfer,
-          .preferred_alignment = static_cast<uint32_t>(std::min<uint64_t>(geo_.cluster_size, 1u << 16)),
           .discard_granularity = static_cast<uint32_t>(geo_.cluster_size),
           .zero_granularity = static_cast<uint32_t>(geo_.subcluster_size),
           .can_zero = true,

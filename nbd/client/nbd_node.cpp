@@ -107,7 +107,6 @@ NbdNode::NbdNode(std::string name, bool writable, nbd_handle* h, const block::Ca
   limits_.max_transfer =
       align_down(std::min(block_size(h, LIBNBD_SIZE_MAXIMUM, kDefaultMaxPayload), kDefaultMaxPayload),
                  limits_.request_alignment);
-  limits_.preferred_alignment = std::max(block_size(h, LIBNBD_SIZE_PREFERRED, 4096), limits_.request_alignment);
   limits_.can_zero = nbd_can_zero(h) > 0;
   limits_.can_fast_zero = nbd_can_fast_zero(h) > 0;
   limits_.can_trim = nbd_can_trim(h) > 0;

@@ -210,6 +210,19 @@ TEST_F(NbdTls, X509ServesLibnbdAndQemuClientsWithClientCertificates) {
   if (have_program("nbdcopy")) EXPECT_EQ(read_file(out), read_file(in));
 }
 
+// TLS sessions on connection threads (--threads): four connections, each encrypting on its own loop, copy data in
+// and out whole.
+TEST_F(NbdTls, SessionsOnConnectionThreadsCopyWhole) {
+  if (!have_program("nbdcopy")) GTEST_SKIP() << "nbdcopy missing";
+  auto keel = serve(NbdServerKind::Keel, x509_object(creds().server), {"-e", "4", "--threads", "2"});
+  const std::string in = t_.file("in.raw"), out = t_.file("out.raw");
+  write_file(in, random_bytes(4 << 20, 9));
+  const std::string uri = x509_uri(keel->socket(), creds().client);
+  must_run({"nbdcopy", "--connections=4", in, uri});
+  must_run({"nbdcopy", "--connections=4", uri, out});
+  EXPECT_EQ(read_file(out), read_file(in));
+}
+
 TEST_F(NbdTls, PlaintextClientIsRefusedAndNeverServed) {
   const std::string object = x509_object(creds().server);
   EXPECT_FALSE(same_outcome(object, [](const std::string& socket) {
