@@ -44,8 +44,8 @@ struct ServerConfig {
 
 class Connection {
  public:
-  // Enough for a client's usual window (32 requests of 256 KiB) to reuse its buffers.
-  static constexpr size_t kKeptBufferBytes = 8u << 20;
+  // Enough for nbdcopy's window (64 requests of 256 KiB) to reuse its buffers.
+  static constexpr size_t kKeptBufferBytes = 16u << 20;
 
   Connection(Socket socket, const ServerConfig& config);
   ~Connection();

@@ -226,6 +226,7 @@ Task<void> FileNode::write_zeroes(uint64_t offset, uint64_t length, ZeroFlags fl
   if (is_regular_ && flags.may_unmap && offset + length <= size_)
     r = co_await fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
   if (r < 0) r = co_await fallocate(FALLOC_FL_ZERO_RANGE, offset, length);
+  forget_data_extent();
   if (r == 0) {
     size_ = std::max(size_, offset + length);
     co_return;
@@ -238,6 +239,7 @@ Task<void> FileNode::discard(uint64_t offset, uint64_t length) {
   if (!is_regular_ || length == 0) co_return;
   // Discard is advisory: a filesystem that cannot punch holes keeps the data.
   co_await fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+  forget_data_extent();
 }
 
 Task<void> FileNode::flush() {
@@ -260,6 +262,10 @@ Task<BlockStatus> FileNode::block_status(uint64_t offset, uint64_t length) {
   st.data = true;
   st.host_offset = offset;
   if (!is_regular_) co_return st;
+  if (offset >= data_begin_ && offset < data_end_) {
+    st.length = std::min(end, data_end_) - offset;
+    co_return st;
+  }
   off_t data = lseek(fd_, static_cast<off_t>(offset), SEEK_DATA);
   if (data < 0) {
     if (errno == ENXIO) {  // only a hole up to the end of the file
@@ -277,7 +283,11 @@ Task<BlockStatus> FileNode::block_status(uint64_t offset, uint64_t length) {
     co_return st;
   }
   off_t hole = lseek(fd_, static_cast<off_t>(offset), SEEK_HOLE);
-  if (hole > 0) st.length = std::min<uint64_t>(static_cast<uint64_t>(hole), end) - offset;
+  if (hole > 0) {
+    st.length = std::min<uint64_t>(static_cast<uint64_t>(hole), end) - offset;
+    data_begin_ = offset;
+    data_end_ = std::min<uint64_t>(static_cast<uint64_t>(hole), size_);
+  }
   co_return st;
 }
 
@@ -290,6 +300,7 @@ Task<void> FileNode::truncate(uint64_t size, Preallocation prealloc) {
   uint64_t old = size_;
   if (::ftruncate(fd_, static_cast<off_t>(size)) < 0) raise(errno, "Failed to resize the file: {}", errno_text(errno));
   size_ = size;
+  forget_data_extent();
   if (size > old && prealloc == Preallocation::Falloc) {
     int err = posix_fallocate(fd_, static_cast<off_t>(old), static_cast<off_t>(size - old));
     if (err) raise(err, "Could not preallocate new data: {}", errno_text(err));

@@ -52,6 +52,8 @@ class FileNode final : public BlockNode {
   int fd_for(uint64_t offset, size_t length, const void* buffer) const;
   Task<int> fallocate(int mode, uint64_t offset, uint64_t length);
   Task<void> write_zero_buffers(uint64_t offset, uint64_t length);
+  // Only discard, zeroing and truncate turn data into holes: they forget the cached extent once done.
+  void forget_data_extent() noexcept { data_begin_ = data_end_ = 0; }
 
   int fd_;
   int buffered_fd_;  // == fd_ without O_DIRECT
@@ -59,6 +61,10 @@ class FileNode final : public BlockNode {
   CacheMode cache_;
   bool is_regular_;
   uint32_t direct_alignment_;  // 1 without O_DIRECT
+  // The last data extent lseek found, [data_begin_, data_end_), as qemu's block-status cache: a sequential
+  // reader asks about the same extent for every request (two lseeks each, an extent-tree walk on ext4).
+  uint64_t data_begin_ = 0;
+  uint64_t data_end_ = 0;
 };
 
 // A buffer aligned for O_DIRECT, zero-initialised.

@@ -110,3 +110,42 @@ TEST(FileNode, CloseReleasesLocksWhileTheFileIsStillReferenced) {
   EXPECT_NO_THROW(FileNode::open(path, FileOptions{.writable = true}));
   close(still_referenced);
 }
+
+namespace {
+
+Task<void> status_after_punching(FileNode* file, std::vector<BlockStatus>* seen) {
+  std::vector<std::byte> data(1 << 20, std::byte{7});
+  co_await file->write(0, data);
+  seen->push_back(co_await file->block_status(0, 4 << 20));        // finds the data extent
+  seen->push_back(co_await file->block_status(64 << 10, 4 << 20));  // answered inside it
+  co_await file->discard(256 << 10, 256 << 10);
+  seen->push_back(co_await file->block_status(256 << 10, 4 << 20));
+  co_await file->write_zeroes(0, 64 << 10, {.may_unmap = true});
+  seen->push_back(co_await file->block_status(0, 4 << 20));
+  co_await file->truncate(0, Preallocation::Off);
+  co_await file->truncate(1 << 20, Preallocation::Off);
+  seen->push_back(co_await file->block_status(512 << 10, 4 << 20));
+}
+
+}  // namespace
+
+// Sequential block-status queries inside one data extent are answered from the last one found; punching a hole,
+// zeroing with unmap and truncating each make the next query look again.
+TEST(FileNode, BlockStatusForgetsItsDataExtentWhenHolesAppear) {
+  EventLoop loop;
+  TempDir dir;
+  const std::string path = dir.file("f.raw");
+  FileNode::create(path, 4 << 20, Preallocation::Off);
+  auto file = FileNode::open(path, FileOptions{.writable = true});
+  std::vector<BlockStatus> seen;
+  loop.run(status_after_punching(file.get(), &seen));
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_TRUE(seen[0].data);
+  EXPECT_EQ(seen[0].length, 1u << 20);
+  EXPECT_TRUE(seen[1].data);
+  EXPECT_EQ(seen[1].length, (1u << 20) - (64u << 10));
+  EXPECT_FALSE(seen[2].data) << "the punched hole still reads as data";
+  EXPECT_EQ(seen[2].length, 256u << 10);
+  EXPECT_FALSE(seen[3].data) << "the zeroed range still reads as data";
+  EXPECT_FALSE(seen[4].data) << "the truncated file still reads as data";
+}
