@@ -19,8 +19,9 @@ scripts/build.sh asan
 # output on /dev/null, so its reports go to files, and any report fails the run.
 scripts/build.sh tsan keel-nbd robustness_nbd_load unit_loop engine_backend interop_nbd_tls
 rm -rf build-tsan/tsan-reports && mkdir -p build-tsan/tsan-reports
+tsan_cases='^(Aio/NbdLoadTest|Backends/LoopTest|RunOn|BlockBackendLoops)\.|^NbdTls\.SessionsOnConnectionThreads'
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1:log_path=$PWD/tsan-reports/report" \
-  ctest --output-on-failure -j "$jobs" -R '^(Aio/NbdLoadTest|Backends/LoopTest|RunOn|BlockBackendLoops)\.|^NbdTls\.SessionsOnConnectionThreads')
+  ctest --output-on-failure -j "$jobs" -R "$tsan_cases")
 if compgen -G "build-tsan/tsan-reports/report*" >/dev/null; then
   cat build-tsan/tsan-reports/report* >&2
   exit 1

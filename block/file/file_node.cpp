@@ -244,8 +244,9 @@ Task<void> FileNode::discard(uint64_t offset, uint64_t length) {
 
 Task<void> FileNode::flush() {
   if (cache_.no_flush) co_return;
-  int64_t r = co_await submit(loop(), [this](io_uring_sqe* sqe) { io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC); },
-                              [this] { return static_cast<int64_t>(::fdatasync(fd_)); });
+  int64_t r = co_await submit(
+      loop(), [this](io_uring_sqe* sqe) { io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC); },
+      [this] { return static_cast<int64_t>(::fdatasync(fd_)); });
   if (r < 0) raise(static_cast<int>(-r), "Could not flush '{}': {}", filename_, errno_text(static_cast<int>(-r)));
 }
 

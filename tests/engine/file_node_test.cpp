@@ -69,7 +69,8 @@ TEST_P(FileNodeTest, UnalignedRequestsAndSparseStatus) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, FileNodeTest,
-                         ::testing::Combine(::testing::Values(IoBackend::IoUring, IoBackend::Threads), ::testing::Bool()));
+                         ::testing::Combine(::testing::Values(IoBackend::IoUring, IoBackend::Threads),
+                                            ::testing::Bool()));
 
 TEST(FileNode, OpenErrorsNameTheFile) {
   try {
@@ -89,7 +90,8 @@ TEST(FileNode, DirectIoRefusedUnlessFallbackAllowed) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "Could not open '/dev/null': filesystem does not support O_DIRECT");
   }
-  auto file = FileNode::open("/dev/null", FileOptions{.writable = true, .cache = {.direct = true, .buffered_fallback = true}});
+  auto file =
+      FileNode::open("/dev/null", FileOptions{.writable = true, .cache = {.direct = true, .buffered_fallback = true}});
   std::vector<std::byte> data(1000, std::byte{1});
   loop.run(file->write(7, std::span<const std::byte>(data).subspan(1)));
 }

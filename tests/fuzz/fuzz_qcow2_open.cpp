@@ -1,5 +1,7 @@
 // libFuzzer target: the input is a qcow2 image. It is opened read-only (info,
-// a few reads and block-status queries, a consistency check) and, on a
+// a few reads and block-status queries, its persistent bitmaps queried and
+// its first internal snapshot loaded and read, as keel-nbd -B and -l do, a
+// consistency check) and, on a
 // private copy, read-write (a small write, zeroes, a flush, close), and on
 // another copy repaired as check -r all repairs it. keel::Error
 // is the expected answer to bad input; anything else (a crash, a sanitizer
@@ -18,6 +20,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "base/async/event_loop.h"
@@ -81,6 +84,67 @@ void check_and_close(keel::block::BlockNode& node, keel::block::CheckFix fix) {
   }
 }
 
+// The names of the persistent bitmaps `info` lists.
+std::vector<std::string> bitmap_names(const keel::block::FormatInfo& info) {
+  std::vector<std::string> names;
+  for (const auto& [key, value] : info.specific) {
+    const auto* list = std::get_if<keel::block::InfoList>(&value.value);
+    if (key != "bitmaps" || !list) continue;
+    for (const keel::block::InfoValue& bitmap : *list)
+      if (const auto* fields = std::get_if<keel::block::InfoFields>(&bitmap.value))
+        for (const auto& [field, v] : *fields)
+          if (const auto* name = std::get_if<std::string>(&v.value); field == "name" && name) names.push_back(*name);
+  }
+  return names;
+}
+
+void query_bitmaps(keel::block::BlockNode& node, const std::vector<uint64_t>& offsets) {
+  std::vector<std::string> names;
+  try {
+    names = bitmap_names(node.format_info());
+  } catch (const keel::Error&) {
+    return;
+  }
+  for (size_t i = 0; i < names.size() && i < 2; i++) {
+    try {
+      const auto bitmap = loop().run(node.dirty_bitmap(names[i]));
+      if (!bitmap || bitmap->inconsistent()) continue;
+      for (uint64_t offset : offsets)
+        if (offset < node.size()) (void)loop().run(bitmap->query(offset, node.size() - offset));
+    } catch (const keel::Error&) {
+    }
+  }
+}
+
+void read_probes(keel::block::BlockNode& node, const std::vector<uint64_t>& offsets) {
+  const uint64_t disk = node.size();
+  std::vector<std::byte> buffer(kMaxIo);
+  for (uint64_t offset : offsets) {
+    if (offset >= disk) continue;
+    const uint64_t len = std::min<uint64_t>(kMaxIo, disk - offset);
+    try {
+      loop().run(node.read(offset, std::span(buffer).first(len)));
+    } catch (const keel::Error&) {
+    }
+    try {
+      (void)loop().run(node.block_status(offset, disk - offset));
+    } catch (const keel::Error&) {
+    }
+  }
+}
+
+// The first internal snapshot loaded read-only and read, as keel-nbd -l serves it.
+void read_first_snapshot(keel::block::BlockNode& node, const std::vector<uint64_t>& offsets) {
+  try {
+    const keel::block::FormatInfo info = node.format_info();
+    if (info.snapshots.empty()) return;
+    loop().run(node.load_snapshot({.id = info.snapshots.front().id}));
+  } catch (const keel::Error&) {
+    return;
+  }
+  read_probes(node, offsets);
+}
+
 void read_only_pass(const std::string& path, const uint8_t* data, size_t size) {
   keel::block::OpenOptions options;
   options.format = "qcow2";
@@ -96,20 +160,11 @@ void read_only_pass(const std::string& path, const uint8_t* data, size_t size) {
     (void)keel::tools::format_json_pretty(keel::tools::image_info_json(info));
   } catch (const keel::Error&) {
   }
-  const uint64_t disk = node->size();
-  std::vector<std::byte> buffer(kMaxIo);
-  for (uint64_t offset : probe_offsets(disk, data, size)) {
-    const uint64_t len = std::min<uint64_t>(kMaxIo, disk - offset);
-    try {
-      loop().run(node->read(offset, std::span(buffer).first(len)));
-    } catch (const keel::Error&) {
-    }
-    try {
-      (void)loop().run(node->block_status(offset, disk - offset));
-    } catch (const keel::Error&) {
-    }
-  }
+  const std::vector<uint64_t> offsets = probe_offsets(node->size(), data, size);
+  read_probes(*node, offsets);
+  query_bitmaps(*node, offsets);
   check_and_close(*node, keel::block::CheckFix::None);
+  read_first_snapshot(*node, offsets);
 }
 
 void read_write_pass(const std::string& path, const uint8_t* data, size_t size) {
